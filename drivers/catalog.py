@@ -6,10 +6,10 @@ Profiles may only name metrics listed here; the Prometheus name is ``rackpulse_`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """How consumers should treat a series."""
 
     GAUGE = "gauge"

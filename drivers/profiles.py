@@ -89,7 +89,7 @@ class ProfileLibrary:
         """Parse profile ``name`` with ``model``, checking it is meant for ``driver``; cached."""
         key = (name, model)
         if key in self._parsed:
-            return self._parsed[key]  # type: ignore[no-any-return]
+            return self._parsed[key]  # type: ignore[no-any-return,unused-ignore]
         doc = self.doc(name)
         if doc.driver != driver:
             raise ProfileError(f"profile {name!r} ({doc.path}) is for driver {doc.driver!r}, not {driver!r}")
