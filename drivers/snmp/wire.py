@@ -7,7 +7,8 @@ Drivers and profiles only see this small interface, so the transport behind it c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 Oid = tuple[int, ...]
@@ -51,8 +52,33 @@ def format_oid(oid: Oid) -> str:
     return ".".join(map(str, oid))
 
 
+@dataclass(frozen=True, slots=True)
+class SnmpTarget:
+    """Everything a session needs to reach one device; secrets are kept out of repr()."""
+
+    device: str  # the configured device name, used in error messages
+    host: str
+    port: int = 161
+    version: str = "2c"  # "1" | "2c" | "3"
+    community: str = field(default="public", repr=False)
+    user: str = ""
+    auth_protocol: str | None = None  # MD5 | SHA | SHA224 | SHA256 | SHA384 | SHA512
+    auth_key: str | None = field(default=None, repr=False)
+    priv_protocol: str | None = None  # DES | AES | AES192 | AES256
+    priv_key: str | None = field(default=None, repr=False)
+    context_name: str = ""
+    timeout: float = 1.0  # seconds per request attempt
+    retries: int = 1  # resends after a request attempt times out
+
+
 class SnmpSession(ABC):
-    """One device's SNMP session. Errors are raised as drivers.errors.DeviceError with a reason."""
+    """One device's SNMP session. Errors are raised as drivers.errors.DeviceError with a reason.
+
+    Implementations add 1 to ``requests`` for every request PDU they send (GET or GETBULK), so the
+    driver can report requests per poll.
+    """
+
+    requests: int = 0
 
     @abstractmethod
     async def get(self, oids: Sequence[Oid]) -> list[VarBind]:
@@ -64,3 +90,7 @@ class SnmpSession(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release sockets."""
+
+
+SessionFactory = Callable[[SnmpTarget], SnmpSession]
+"""Builds a session for one device; the driver never knows which engine is behind it."""
