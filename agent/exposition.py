@@ -106,6 +106,7 @@ class PromStore:
                 if lines is None:
                     lines = parts[r.metric] = []
                 lines.append(blk.prefix(r.metric, r.labels) + fmt_value(r.value))
+            parts["device_poll_requests"] = [blk.prefix("device_poll_requests", ()) + fmt_value(outcome.result.requests)]
         self._device_series(blk, st, parts)
         blk.families = {m: "\n".join(lines) + "\n" for m, lines in parts.items()}
         self._blocks[st.name] = blk  # one atomic swap; the scrape thread sees old or new
@@ -128,9 +129,6 @@ class PromStore:
             ("serial", i.serial), ("vendor", i.vendor),
         )
         parts["device_info"] = [p("device_info", info) + "1.0"]
-
-    def set_requests(self, device: str, requests: int) -> None:
-        """Hook kept for symmetry; request counts are rendered from PollResult in on_poll."""
 
     def on_remove(self, device: str) -> None:
         self._blocks.pop(device, None)
