@@ -189,19 +189,20 @@ header { padding: 14px 24px; border-bottom: 1px solid var(--line); display: flex
 header h1 { font-size: 18px; margin: 0; }
 header .where { color: var(--muted); }
 .banner { margin: 16px 24px; padding: 16px 20px; border-radius: 8px; color: #fff;
-          display: flex; gap: 40px; flex-wrap: wrap; align-items: center; }
+          display: flex; gap: 12px 32px; flex-wrap: wrap; align-items: center; }
 .banner.ok { background: var(--ok); } .banner.bad { background: var(--bad); }
 .banner.wait { background: var(--wait); }
 .banner .verdict { font-size: 22px; font-weight: 600; }
 .banner .kv { display: flex; flex-direction: column; }
 .banner .k { font-size: 12px; opacity: .85; text-transform: uppercase; letter-spacing: .04em; }
-.banner .v { font-size: 20px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.banner .v { font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
 table { border-collapse: collapse; margin: 0 24px 16px; width: calc(100% - 48px); }
 th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--panel); font-weight: 600; font-size: 12px; color: var(--muted);
-     text-transform: uppercase; letter-spacing: .04em; }
+     text-transform: uppercase; letter-spacing: .04em; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.name { font-weight: 600; white-space: nowrap; }
+td.name, td.drv { font-weight: 600; white-space: nowrap; }
+td.drv { font-weight: normal; }
 td .sub { color: var(--muted); font-size: 12px; }
 td.err { color: var(--bad); font-family: ui-monospace, monospace; font-size: 12px; word-break: break-word; }
 .pill { display: inline-block; min-width: 64px; text-align: center; padding: 2px 8px; border-radius: 10px;
@@ -250,7 +251,7 @@ def _row(d: DeviceState, now: float) -> str:
         f'<td class="name">{escape(d.name)}'
         + (f'<div class="sub">{escape(info)}</div>' if info else "")
         + "</td>"
-        f'<td>{escape(d.driver)}<div class="sub">{escape(d.profile)}</div></td>'
+        f'<td class="drv">{escape(d.driver)}<div class="sub">{escape(d.profile)}</div></td>'
         f'<td><span class="pill {state}" title="{escape(state_title)}">{state}</span>'
         f'<div class="sub">{escape(human_span(since)) if since is not None else ""}</div></td>'
         f'<td class="num" title="{escape(poll_title)}">{escape(human_age(_age(now, d.last_poll)))}</td>'
