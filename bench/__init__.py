@@ -1,0 +1,1 @@
+"""Benchmarks against peer tools (net-snmp, snmp_exporter, mbpoll, prometheus-client); not tests."""
