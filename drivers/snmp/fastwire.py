@@ -364,6 +364,7 @@ class FastSession(SnmpSession):
 
     def _on_datagram(self, data: bytes) -> None:
         """Match an answer to its request; called by the protocol for every datagram."""
+        answer: V3Message | Pdu
         try:
             if self._version == 3:
                 msg: V3Message = decode_v3_message(data, self._keys)
