@@ -91,6 +91,7 @@ class MqttPublisher:
         self._db_open = True
 
         self._pending: deque[Entry] = deque()
+        self._committing = 0                    # entries handed to a commit still running
         self._acked: list[int] = []
         self._acked_pending: set[int] = set()   # acknowledged, delete not yet committed
         self._inflight: set[asyncio.Task[None]] = set()
@@ -174,7 +175,7 @@ class MqttPublisher:
         return {
             "mqtt_connected": 1 if self._connected else 0,
             "mqtt_published_messages_total": self._published,
-            "mqtt_spooled_messages": self.spool.count + len(self._pending),
+            "mqtt_spooled_messages": self.spool.count + len(self._pending) + self._committing,
             "mqtt_spool_bytes": self.spool.bytes,
             "mqtt_dropped_messages_total": dropped,
         }
@@ -246,18 +247,18 @@ class MqttPublisher:
             self._stopped.set()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Send what can be sent within ``timeout`` s, publish ``offline``, disconnect, close.
+        """Send what can be sent, publish ``offline`` and disconnect, all within ``timeout`` s.
 
         Anything unsent stays in the spool for the next start.
         """
         loop = asyncio.get_running_loop()
-        self._stop_deadline = loop.time() + timeout
+        self._stop_deadline = loop.time() + max(0.0, timeout - 1.0)  # keep 1 s for offline + disconnect
         self._stopping.set()
         if self._run_task is None or self._run_task.done():
             await self._final_flush()
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._stopped.wait()), timeout + 2.0)
+            await asyncio.wait_for(asyncio.shield(self._stopped.wait()), timeout)
         except TimeoutError:
             self._run_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -293,6 +294,7 @@ class MqttPublisher:
         entries = list(self._pending)
         self._pending.clear()
         acked, self._acked = self._acked, []
+        self._committing += len(entries)
         try:
             res: CommitResult = await self._in_db(self.spool.commit, entries, acked)
         except Exception as e:
@@ -307,6 +309,8 @@ class MqttPublisher:
                 log.error("mqtt_spool_write_failed path=%s error=%r pending=%d",
                           self.spool.path, str(e), len(self._pending))
             return False
+        finally:
+            self._committing -= len(entries)
         self._acked_pending.difference_update(acked)
         for problem in res.invalid[:3]:
             log.error("mqtt_payload_invalid %s", problem)
@@ -380,7 +384,7 @@ class MqttPublisher:
                 self._inflight.clear()
             if stopper in done:
                 with contextlib.suppress(aiomqtt.MqttError):
-                    await client.publish(self.agent_topic, b"offline", qos=1, retain=True, timeout=2.0)
+                    await client.publish(self.agent_topic, b"offline", qos=1, retain=True, timeout=0.5)
                     self._published += 1
                 log.info("mqtt_disconnected reason=stop spooled=%d", self.spool.count)
                 return
@@ -407,6 +411,7 @@ class MqttPublisher:
         while loop.time() < self._stop_deadline:
             if (
                 not self._pending
+                and not self._committing
                 and not self._inflight
                 and self.spool.count == 0
                 and not self._clears

@@ -1,0 +1,1 @@
+"""MQTT publisher tests against a real mosquitto."""
