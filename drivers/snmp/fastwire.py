@@ -42,9 +42,9 @@ from drivers.snmp.fastcodec import (
     new_salt,
     request_varbinds,
 )
-from drivers.snmp.wire import EXCEPTIONS, NO_SUCH_OBJECT, Oid, SnmpSession, VarBind, format_oid
+from drivers.snmp.wire import EXCEPTIONS, NO_SUCH_OBJECT, Oid, SnmpSession, SnmpTarget, VarBind, format_oid
 
-__all__ = ["FastSession"]
+__all__ = ["FastSession", "fast_session"]
 
 TOO_BIG = 1
 NO_SUCH_NAME = 2
@@ -122,38 +122,34 @@ class _Protocol(asyncio.DatagramProtocol):
 class FastSession(SnmpSession):
     """One device's SNMP session over UDP using the fast codec.
 
-    ``timeout`` is per attempt; a request is sent ``retries + 1`` times before it fails with
-    reason ``timeout``. ``max_oids_per_request`` bounds the varbinds in a GET and the columns in
-    one GETBULK. The socket opens lazily on first use (the constructor does no I/O).
+    The target's ``timeout`` is per attempt; a request is sent ``retries + 1`` times before it
+    fails with reason ``timeout``. ``max_get_oids`` bounds the varbinds of one GET, and
+    ``max_walk_varbinds`` bounds columns x repetitions asked in one GETBULK. The socket opens
+    lazily on first use (the constructor does no I/O).
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int = 161,
-        *,
-        version: str | int = "2c",
-        community: str | bytes = "public",
-        user: UsmUser | None = None,
-        context_name: str | bytes = b"",
-        timeout: float = 3.0,
-        retries: int = 1,
-        max_oids_per_request: int = 32,
-    ) -> None:
-        self._host = host
-        self._port = port
-        self._target = f"{host}:{port}"
-        self._version = _parse_version(version)
-        self._community = community.encode() if isinstance(community, str) else bytes(community)
-        if self._version == 3 and user is None:
-            raise ValueError("SNMP v3 needs a UsmUser")
-        self._user = user
-        self._context = context_name.encode() if isinstance(context_name, str) else bytes(context_name)
-        if timeout <= 0 or retries < 0 or max_oids_per_request < 1:
-            raise ValueError("timeout must be > 0, retries >= 0 and max_oids_per_request >= 1")
-        self._timeout = timeout
-        self._retries = retries
-        self._max_oids = max_oids_per_request
+    def __init__(self, target: SnmpTarget, *, max_get_oids: int = 40, max_walk_varbinds: int = 400) -> None:
+        self.target = target
+        self.requests = 0
+        self._host = target.host
+        self._port = target.port
+        self._target = f"{target.device} ({target.host}:{target.port})"
+        self._version = _parse_version(target.version)
+        self._community = target.community.encode()
+        self._user: UsmUser | None = None
+        if self._version == 3:
+            if not target.user:
+                raise ValueError(f"{self._target}: SNMP v3 needs a user name")
+            self._user = UsmUser(
+                target.user, target.auth_protocol, target.auth_key, target.priv_protocol, target.priv_key
+            )
+        self._context = target.context_name.encode()
+        if target.timeout <= 0 or target.retries < 0 or max_get_oids < 1 or max_walk_varbinds < 1:
+            raise ValueError("timeout must be > 0, retries >= 0 and the request limits >= 1")
+        self._timeout = target.timeout
+        self._retries = target.retries
+        self._max_oids = max_get_oids
+        self._max_walk = max_walk_varbinds
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open_lock: asyncio.Lock | None = None
@@ -162,7 +158,7 @@ class FastSession(SnmpSession):
         self._last_icmp: Exception | None = None
         self.stray_packets = 0  # answers that matched no outstanding request (late or bogus)
         # SNMPv3 state: authoritative engine, its boots/time at local monotonic _t_ref, and keys.
-        self._flags = user.flags if user else 0
+        self._flags = self._user.flags if self._user else 0
         self._engine_id: bytes | None = None
         self._boots = 0
         self._time = 0
@@ -173,7 +169,7 @@ class FastSession(SnmpSession):
     # -- public interface ----------------------------------------------------------------------
 
     async def get(self, oids: Sequence[Oid]) -> list[VarBind]:
-        """GET the OIDs, at most ``max_oids_per_request`` per request; one VarBind per OID, in order."""
+        """GET the OIDs, at most ``max_get_oids`` per request; one VarBind per OID, in order."""
         wanted = [tuple(o) for o in oids]
         out: list[VarBind] = []
         for i in range(0, len(wanted), self._max_oids):
@@ -193,16 +189,18 @@ class FastSession(SnmpSession):
                 columns[base] = _Column(base, (*base[:-1], base[-1] + 1), base)
         active = list(columns.values())
         reps = 1 if self._version == V1 else max_repetitions
+        limit = self._max_walk  # columns x repetitions per request; halved on tooBig
         while active:
-            batch = active[: self._max_oids]
+            batch = active[: max(1, limit // reps)]
             request = [c.last for c in batch]
             if self._version == V1:
                 pdu = await self._request("GETNEXT", GET_NEXT_REQUEST, 0, 0, request)
             else:
                 pdu = await self._request("GETBULK", GET_BULK_REQUEST, 0, reps, request)
             if pdu.error_status:
-                if pdu.error_status == TOO_BIG and reps > 1:
-                    reps = max(1, reps // 2)
+                if pdu.error_status == TOO_BIG and (reps > 1 or len(batch) > 1):
+                    limit = max(1, reps * len(batch) // 2)
+                    reps = min(reps, limit)
                     continue
                 if pdu.error_status == NO_SUCH_NAME and self._version == V1 and 1 <= pdu.error_index <= len(batch):
                     gone = batch[pdu.error_index - 1]  # v1 signals the end of the MIB this way
@@ -297,6 +295,7 @@ class FastSession(SnmpSession):
     # -- request/response ----------------------------------------------------------------------
 
     async def _request(self, kind: str, tag: int, a: int, b: int, oids: Sequence[Oid]) -> Pdu:
+        self.requests += 1
         vbs = request_varbinds(oids)
         if self._version == 3:
             return await self._v3_request(kind, lambda rid: encode_pdu(tag, rid, a, b, vbs))
@@ -480,3 +479,8 @@ class FastSession(SnmpSession):
         # RFC 3414 3.2 step 7b: follow the authoritative engine forward, never back.
         if boots > self._boots or (boots == self._boots and engine_time > self._now()):
             self._set_time(boots, engine_time)
+
+
+def fast_session(target: SnmpTarget) -> SnmpSession:
+    """A ``SessionFactory`` building FastSession (the drop-in alternative to pysnmp_session)."""
+    return FastSession(target)
