@@ -290,7 +290,8 @@ async def _fastwalk_worker(a: argparse.Namespace) -> dict[str, Any]:
         await one()
     requests = getattr(session, "requests", 0)
     out = {"cpu": lib.self_cpu() - c0, "wall": time.perf_counter() - t0, "polls": a.polls,
-           "varbinds": varbinds, "int_values": int_values, "columns": len(bases), "requests": requests // (a.polls + 1) if requests else ""}
+           "varbinds": varbinds, "int_values": int_values, "columns": len(bases),
+           "requests": requests // (a.polls + 1) if requests else ""}
     await session.close()
     return out
 
