@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from drivers.config import DeviceConfigBase, StrictModel, read_secret
+from drivers.snmp.profile import ScalarSpec, scalar_problems
 
 AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
 PRIV_PROTOCOLS = ("DES", "AES", "AES192", "AES256", "AES192C", "AES256C")
@@ -90,16 +91,6 @@ def _key(value: str | None, what: str) -> str | None:
     return value
 
 
-class InlineOid(StrictModel):
-    """One entry of a device's inline ``oids:`` list: a scalar (instance OID) mapped to a metric."""
-
-    oid: str
-    metric: str
-    scale: float = 1.0
-    offset: float = 0.0
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
 class SnmpDeviceConfig(DeviceConfigBase):
     """An SNMP device: a switch or PDU polled with GET and GETBULK walks."""
 
@@ -111,7 +102,7 @@ class SnmpDeviceConfig(DeviceConfigBase):
     community_env: str | None = None
     v3: SnmpV3Config | None = None
     max_repetitions: int = Field(default=25, ge=1, le=200)
-    oids: list[InlineOid] | None = None
+    oids: list[ScalarSpec] | None = None  # inline scalars instead of (or besides) profiles
 
     @model_validator(mode="after")
     def _check(self) -> SnmpDeviceConfig:
@@ -126,6 +117,9 @@ class SnmpDeviceConfig(DeviceConfigBase):
             raise ValueError(f"a v3: block needs version: 3 (this device has version {self.version})")
         if not self.profile_names() and not self.oids:
             raise ValueError("name a profile ('profile' or 'profiles') or give inline 'oids'")
+        problems = [p for i, s in enumerate(self.oids or []) for p in scalar_problems(f"oids[{i}]", s)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def community(self) -> str:

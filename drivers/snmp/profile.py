@@ -330,16 +330,20 @@ def _check_parts(where: str, table: TableSpec, parts: list[Part] | None) -> Iter
             yield f"{where}: {e}"
 
 
+def scalar_problems(where: str, s: ScalarSpec) -> Iterator[str]:
+    """Semantic problems of one scalar (unknown metric, labels the metric does not carry...)."""
+    yield from _check_metric(where, s.metric)
+    yield from _check_value(where, s, s.metric)
+    if s.metric in CATALOG:
+        allowed = set(CATALOG[s.metric].labels)
+        for k in s.labels:
+            if k not in allowed:
+                yield f"{where}.labels: {s.metric} carries no label {k!r} (only {sorted(allowed)})"
+
+
 def _problems(p: SnmpProfile) -> Iterator[str]:
     for i, s in enumerate(p.scalars):
-        where = f"scalars[{i}]"
-        yield from _check_metric(where, s.metric)
-        yield from _check_value(where, s, s.metric)
-        if s.metric in CATALOG:
-            allowed = set(CATALOG[s.metric].labels)
-            for k in s.labels:
-                if k not in allowed:
-                    yield f"{where}.labels: {s.metric} carries no label {k!r} (only {sorted(allowed)})"
+        yield from scalar_problems(f"scalars[{i}]", s)
     for t_i, t in enumerate(p.tables):
         tw = f"tables[{t_i}] ({t.name})"
         metrics: set[str] = set()
