@@ -79,7 +79,9 @@ def test_oid_round_trip(oid: tuple[int, ...]) -> None:
 @given(cases(max_varbinds=5), st.integers(1, 2**31 - 1))
 def test_get_and_getbulk_requests_decode_in_pyasn1(case: Case, rid: int) -> None:
     bases = [vb.oid for vb in case.varbinds]
-    req = fc.encode_message(fc.V2C, b"public", fc.encode_pdu(fc.GET_BULK_REQUEST, rid, 0, 25, fc.request_varbinds(bases)))
+    req = fc.encode_message(
+        fc.V2C, b"public", fc.encode_pdu(fc.GET_BULK_REQUEST, rid, 0, 25, fc.request_varbinds(bases))
+    )
     msg, _ = decoder.decode(req, asn1Spec=v2c.Message())
     pdu = v2c.apiMessage.get_pdu(msg)
     assert int(v2c.apiBulkPDU.get_max_repetitions(pdu)) == 25
