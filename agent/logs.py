@@ -6,6 +6,9 @@ Call sites log events with fields::
     log.info("device_down", device="pdu-a", reason="timeout")
     # ts=2026-11-30T05:00:00.123Z level=info logger=agent.scheduler event=device_down device=pdu-a ...
 
+A plain ``logging`` call whose message reads ``"event key=value ..."`` is split the same way, so
+``log.warning("device_down device=%s", name)`` also yields ``event=device_down device=...``.
+
 Under systemd (``JOURNAL_STREAM`` names our stdout) the timestamp is left out, since journald
 stamps every line itself, and each line starts with a syslog priority such as ``<4>`` so
 ``journalctl -p warning`` works. Every value registered with :func:`register_secret` is
@@ -14,6 +17,7 @@ replaced by ``***`` in every line, whatever logger or library produced it.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -52,6 +56,11 @@ _PRIORITY = {
 }
 
 _RESERVED = frozenset({"ts", "level", "logger", "event", "exc"})
+# "device_down device=pdu-a reason='timeout'": an event name then key=value pairs, as older
+# call sites write them with %-formatting; such messages are split into real fields.
+_KV = r"""[A-Za-z_][A-Za-z0-9_.]*=(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"]\S*|)"""
+_EVENT_KV = re.compile(rf"^([A-Za-z_][A-Za-z0-9_.:-]*)((?: {_KV})+)$")
+_ONE_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S*)")
 _FIELDS_ATTR = "rackpulse_fields"
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_.:-]")
 _NEEDS_QUOTES = re.compile(r'[\s="\\]')
@@ -101,7 +110,9 @@ def register_secret(value: str | bytes | None) -> None:
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     for part in {text, text.strip(), *text.splitlines()}:
         if part.strip():
-            _SECRETS.add(part)
+            # Also the spellings a message gets from %r, JSON or logfmt quoting.
+            for form in {part, repr(part)[1:-1], json.dumps(part)[1:-1], part.replace('"', '\\"')}:
+                _SECRETS.add(form)
 
 
 def clear_secrets() -> None:
@@ -151,6 +162,23 @@ def _redact_value(v: object) -> object:
 
 
 # ---------------------------------------------------------------------------- formatting
+
+
+def split_message(message: str) -> tuple[str, dict[str, object]]:
+    """``"event k=v k2='x y'"`` -> ``("event", {"k": "v", "k2": "x y"})``; other text is left whole."""
+    m = _EVENT_KV.match(message)
+    if not m:
+        return message, {}
+    fields: dict[str, object] = {}
+    for key, raw in _ONE_KV.findall(m.group(2)):
+        value: object = raw
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw[1:-1]
+        fields[key] = value
+    return m.group(1), fields
 
 
 def _timestamp(t: float) -> str:
@@ -209,8 +237,9 @@ class EventFormatter(logging.Formatter):
             out.append(("ts", _timestamp(record.created)))
         out.append(("level", _level_name(record.levelno)))
         out.append(("logger", record.name))
-        out.append(("event", record.getMessage()))
-        fields: Mapping[str, object] = getattr(record, _FIELDS_ATTR, None) or {}
+        event, inline = split_message(record.getMessage())
+        out.append(("event", event))
+        fields: Mapping[str, object] = {**inline, **(getattr(record, _FIELDS_ATTR, None) or {})}
         for k, v in fields.items():
             key = _KEY_BAD.sub("_", k) or "_"
             out.append((f"f_{key}" if key in _RESERVED else key, v))

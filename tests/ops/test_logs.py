@@ -206,3 +206,32 @@ def test_bad_arguments() -> None:
         setup_logging("xml", "info", stream=io.StringIO())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="log level 'loud'"):
         setup_logging("logfmt", "loud", stream=io.StringIO())
+
+
+def test_percent_style_key_value_messages_become_fields() -> None:
+    buf = io.StringIO()
+    setup_logging("logfmt", "info", stream=buf, env={})
+    log = logging.getLogger("rackpulse.scheduler")
+    log.warning("device_down device=%s reason=%s error=%r", "pdu-b", "timeout", "no answer in 3s")
+    log.info("started version=%s devices=%d", "0.1.0", 3)
+    log.info("plain sentence with device=x inside")
+    a, b, c = _lines(buf)
+    assert a.endswith('event=device_down device=pdu-b reason=timeout error="no answer in 3s"')
+    assert b.endswith("event=started version=0.1.0 devices=3")
+    assert c.endswith('event="plain sentence with device=x inside"')
+    setup_logging("json", "info", stream=buf, env={})
+    log.warning("device_down device=%s error=%r", "pdu-b", "it's down")
+    doc = json.loads(_lines(buf)[-1])
+    assert (doc["event"], doc["device"], doc["error"]) == ("device_down", "pdu-b", "it's down")
+
+
+def test_secret_in_repr_form_is_redacted() -> None:
+    secret = "it's\\secret"
+    register_secret(secret)
+    buf = io.StringIO()
+    setup_logging("logfmt", "info", stream=buf, env={})
+    logging.getLogger("x").error("auth_failed key=%r", secret)
+    logging.getLogger("x").error("auth_failed detail=%s", repr(secret))
+    out = buf.getvalue()
+    assert secret not in out and repr(secret)[1:-1] not in out and "secret" not in out
+    assert out.count("***") == 2
