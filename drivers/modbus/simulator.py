@@ -125,8 +125,10 @@ class _Walk:
     low: float = 0.0
 
     def step(self, rng: random.Random, dt: float) -> float:
-        self.value += self.theta * (self.mean - self.value) * dt + self.sigma * math.sqrt(dt) * rng.gauss(0, 1)
-        self.value = max(self.low, self.value)
+        # Exact OU transition, stable for any dt (an Euler step explodes once theta*dt > 2).
+        decay = math.exp(-self.theta * dt)
+        spread = self.sigma * math.sqrt((1.0 - decay * decay) / (2.0 * self.theta))
+        self.value = max(self.low, self.mean + (self.value - self.mean) * decay + spread * rng.gauss(0, 1))
         return self.value
 
 
