@@ -199,54 +199,85 @@ def _device_config(a: argparse.Namespace, secrets: Path, profiles: list[str]) ->
     return dev
 
 
-def build_snmp_driver(dev: dict[str, Any], interval: float = 30.0) -> Any:
-    """An SnmpDriver built through the plug-in registry, exactly as the daemon builds it."""
+def build_snmp_driver(dev: dict[str, Any], session: str = "default", interval: float = 30.0) -> Any:
+    """An SnmpDriver built as the daemon builds it; ``session`` "fast" swaps in FastSession.
+
+    Every session is wrapped to count the varbinds it returns, for the per-10k-varbind figure.
+    """
     from drivers.base import PollSettings
     from drivers.profiles import ProfileLibrary
     from drivers.registry import plugins
+    from drivers.snmp import SnmpPlugin
 
     plugin = plugins()["snmp"]
     cfg = plugin.config_model.model_validate(dev)
-    return plugin.create(cfg, ProfileLibrary([]), PollSettings(interval=interval, timeout=5.0, retries=0))
+    if session == "fast":
+        from drivers.snmp.fastwire import FastSession
+
+        inner: Any = FastSession
+    elif session == "pysnmp":
+        from drivers.snmp.pysnmp_wire import pysnmp_session
+
+        inner = pysnmp_session
+    else:
+        inner = None
+    if inner is None:
+        probe: Any = plugin.create(cfg, ProfileLibrary([]), PollSettings(interval=interval, timeout=5.0, retries=0))
+        inner = probe.session_factory
+    factory: Any = lambda t: CountingSession(inner(t))  # noqa: E731 - duck-typed SnmpSession
+    return SnmpPlugin(session_factory=factory).create(
+        cfg, ProfileLibrary([]), PollSettings(interval=interval, timeout=5.0, retries=0))
+
+
+class CountingSession:
+    """Wraps an SnmpSession and counts the varbinds it returns (the wrapper costs ~nothing)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.varbinds = 0
+
+    @property
+    def requests(self) -> int:
+        return int(self.inner.requests)
+
+    async def get(self, oids: Any) -> Any:
+        got = await self.inner.get(oids)
+        self.varbinds += len(got)
+        return got
+
+    async def walk(self, bases: Any, max_repetitions: int) -> Any:
+        got = await self.inner.walk(bases, max_repetitions)
+        self.varbinds += sum(len(v) for v in got.values())
+        return got
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 async def _driver_worker(a: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        drv = build_snmp_driver(_device_config(a, Path(tmp), ["if-mib"]))
-        res = await drv.poll()  # warm-up: connect, engine discovery, first counter baselines
+        drv = build_snmp_driver(_device_config(a, Path(tmp), ["if-mib"]), a.session)
+        res = await drv.poll()  # warm-up: connect, engine discovery, identity, counter baselines
+        v0 = drv.session.varbinds
         res = await drv.poll()
-        readings, requests = len(res.readings), res.requests
-        varbinds = getattr(drv, "last_varbinds", None)
+        readings, requests, varbinds = len(res.readings), res.requests, drv.session.varbinds - v0
         c0, t0 = lib.self_cpu(), time.perf_counter()
         for _ in range(a.polls):
             await drv.poll()
         out = {"cpu": lib.self_cpu() - c0, "wall": time.perf_counter() - t0, "polls": a.polls,
                "readings": readings, "requests": requests, "varbinds": varbinds,
-               "session": type(getattr(drv, "session", None)).__name__}
+               "walk_columns": len(drv.walk_columns()),
+               "session": type(drv.session.inner).__name__}
         await drv.close()
     return out
 
 
-def _profile_columns(name: str) -> list[tuple[int, ...]]:
-    """The table column OIDs (and scalars) the named SNMP profile reads."""
-    from drivers.profiles import ProfileLibrary
-    from drivers.snmp.wire import parse_oid
-
-    data = ProfileLibrary([]).doc(name).data
-    cols: list[tuple[int, ...]] = []
-    for t in data.get("tables", []):
-        base = str(t.get("oid") or t.get("base"))
-        for section in ("columns", "labels", "values"):
-            entries = t.get(section) or {}
-            items = entries.values() if isinstance(entries, dict) else entries
-            for e in items:
-                col = e.get("column") if isinstance(e, dict) else e
-                if col is None:
-                    continue
-                oid = parse_oid(f"{base}.{col}") if isinstance(col, int) or str(col).isdigit() else parse_oid(str(col))
-                if oid not in cols:
-                    cols.append(oid)
-    return cols
+def _profile_columns(port: int, version: str) -> list[tuple[int, ...]]:
+    """The columns an if-mib SnmpDriver walks (asked from the driver itself)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ns = argparse.Namespace(port=port, version=version)
+        cols: list[tuple[int, ...]] = build_snmp_driver(_device_config(ns, Path(tmp), ["if-mib"])).walk_columns()
+        return cols
 
 
 def snmp_target(port: int, version: str) -> Any:
@@ -275,7 +306,7 @@ async def _fastwalk_worker(a: argparse.Namespace) -> dict[str, Any]:
     from drivers.snmp.wire import parse_oid
 
     session = make_session(a.session, a.port, a.version)
-    bases = _profile_columns("if-mib") if a.columns == "profile" else [parse_oid(b) for b in BASES]
+    bases = _profile_columns(a.port, a.version) if a.columns == "profile" else [parse_oid(b) for b in BASES]
 
     async def one() -> int:
         got = await session.walk(bases, MAX_REP)
@@ -337,7 +368,8 @@ def inner_main(a: argparse.Namespace) -> int:
             for worker, session, label in (
                 ("fastwalk", "fast", "rackpulse FastSession walk (both tables)"),
                 ("fastwalk", "pysnmp", "rackpulse PysnmpSession walk (both tables)"),
-                ("driver", "fast", "rackpulse SnmpDriver if-mib poll"),
+                ("driver", "fast", "rackpulse SnmpDriver if-mib poll, FastSession"),
+                ("driver", "pysnmp", "rackpulse SnmpDriver if-mib poll, PysnmpSession"),
             ):
                 print(f"[v{v}] {label} ...", flush=True)
                 try:
