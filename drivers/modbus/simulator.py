@@ -34,10 +34,11 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.catalog import Kind
 from drivers.modbus import load_profile
-from drivers.modbus.codec import decode_value, encode_value
+from drivers.modbus.codec import decode_value, encode_raw, encode_string, encode_value
 from drivers.modbus.plan import BIT_FUNCTIONS, plan_reads
-from drivers.modbus.profile import ExpandedProfile, FieldDef
+from drivers.modbus.profile import ExpandedProfile, FieldDef, InfoField
 from drivers.model import Labels
 from drivers.profiles import ProfileLibrary
 from drivers.simfaults import Fault
@@ -83,7 +84,7 @@ class _LayoutSimDevice(SimDevice):
         return {k: (start, array("H", regs), flags) for k, (start, regs, flags) in cached.items()}
 
 
-def _block_simdata(fields: Iterable[FieldDef], function: str, fill_gap: int) -> list[SimData]:
+def _block_simdata(fields: Iterable[FieldDef | InfoField], function: str, fill_gap: int) -> list[SimData]:
     items = [f for f in fields if f.function == function]
     if not items:
         # SimDevice needs every block non-empty; one undefined register answers exception 2.
@@ -375,6 +376,9 @@ class ModbusPduSimulator:
         self.fill_gap = fill_gap
         self.rng = random.Random(seed if seed is not None else name)
         self.model = PduModel(self.fields, self.rng)
+        self.serial_number = 10_000_000 + self.rng.randrange(89_999_999)
+        self.firmware = "4.0.40-sim"
+        self._info_regs = [(i, self._info_registers(i)) for i in self.profile.info_fields]
         self._faults: list[Fault] = []
         self.set_faults(faults)
         self._last_step = time.monotonic()
@@ -450,8 +454,22 @@ class ModbusPduSimulator:
         self.model.refresh()
         self._version += 1
 
+    def _info_registers(self, item: InfoField) -> list[int]:
+        text = {"serial": f"SN{self.serial_number}", "firmware": self.firmware,
+                "vendor": self.profile.vendor, "model": self.profile.model}[item.key]
+        if item.type == "string":
+            return encode_string(text, item.width, item.byte_order)
+        number = self.serial_number if item.key == "serial" else 1
+        probe = FieldDef(item.function, item.address, item.width, item.type, item.word_order, item.byte_order,
+                         1.0, 0.0, "outlet_on", Kind.GAUGE, (), frozenset(), "info")
+        return encode_raw(probe, number)
+
     def _fill(self, function: str, start: int, registers: Any) -> None:
         """Encode every field of one function into the block's registers."""
+        for item, regs in self._info_regs:
+            if item.function == function and function not in BIT_FUNCTIONS:
+                i = item.address - start
+                registers[i : i + len(regs)] = array("H", regs) if isinstance(registers, array) else regs
         value = self.model.value
         if function in BIT_FUNCTIONS:
             for f in self._by_function.get(function, ()):
@@ -497,10 +515,10 @@ class ModbusPduSimulator:
         return pdu
 
     def _device(self) -> SimDevice:
-        blocks = tuple(_block_simdata(self.fields, fn, self.fill_gap) for fn in _BLOCK_ORDER)
+        spans: list[FieldDef | InfoField] = [*self.fields, *self.profile.info_fields]
+        blocks = tuple(_block_simdata(spans, fn, self.fill_gap) for fn in _BLOCK_ORDER)
         dev = _LayoutSimDevice(id=self.unit_id, simdata=blocks, action=self._action)  # type: ignore[arg-type]
-        dev.layout_key = (self.profile_name, tuple((f.function, f.address, f.width) for f in self.fields),
-                          self.fill_gap)
+        dev.layout_key = (tuple((f.function, f.address, f.width) for f in spans), self.fill_gap)
         return dev
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -61,9 +61,11 @@ def test_repeat_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        (lambda d: d["registers"][0].update(metric="inlet_volts"), "registers[0].metric: Value error, unknown metric 'inlet_volts'"),
+        (lambda d: d["registers"][0].update(metric="inlet_volts"),
+         "registers[0].metric: Value error, unknown metric 'inlet_volts'"),
         (lambda d: d["registers"][0].update(type="flaot32"), "registers[0].type: Input should be 'int16'"),
-        (lambda d: d["registers"][0].update(labels={"port": "1"}), "label 'port' is not a label of inlet_voltage_volts"),
+        (lambda d: d["registers"][0].update(labels={"port": "1"}),
+         "label 'port' is not a label of inlet_voltage_volts"),
         (lambda d: d["registers"][1]["labels"].update(outlet="{m}"), "bad template '{m}'"),
         (lambda d: d.pop("address_base"), "address_base: Field required"),
         (lambda d: d.pop("word_order"), "word_order: Field required"),
