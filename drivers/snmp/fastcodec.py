@@ -623,8 +623,8 @@ def localize_priv_key(ku: bytes, engine_id: bytes, hash_name: str, priv: PrivPro
         while len(kul) < priv.key_size:  # draft-blumenthal-aes-usm-04 3.1.2.1: Kul || H(Kul)
             kul += hashlib.new(hash_name, kul).digest()
     elif priv.extension == "reeder":
-        while len(kul) < priv.key_size:  # draft-reeder-snmpv3-usm-3desede 2.1: rehash as a new Ku
-            kul += localize_key(hashlib.new(hash_name, kul).digest(), engine_id, hash_name)
+        while len(kul) < priv.key_size:  # draft-reeder-snmpv3-usm-3desede 2.1: Kul as a new passphrase
+            kul += localize_key(password_to_key(kul, hash_name), engine_id, hash_name)
     return kul[: priv.key_size]
 
 
