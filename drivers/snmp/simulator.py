@@ -168,7 +168,7 @@ class SwitchDevice(SimDevice):
     def __init__(self, name: str, layout: Layout, faults: list[Fault], ports: int) -> None:
         super().__init__(name, layout, faults)
         self.ports = ports
-        self.base = {p: int(_h(name, p, "base") * 2**40) for p in range(1, ports + 1)}
+        self.base = {(p, d): int(_h(name, p, d, "base") * 2**40) for p in range(1, ports + 1) for d in ("in", "out")}
 
     def speed(self, p: int) -> int:
         return 100_000_000_000 if p > self.ports - 4 else 10_000_000_000
@@ -180,10 +180,12 @@ class SwitchDevice(SimDevice):
         return p % 11 != 0
 
     def octets(self, p: int, direction: str, now: float) -> int:
+        """Octets so far: a per-port starting point (zero after a reboot) plus traffic since boot."""
+        start = self.base[(p, direction)] if self.boot_epoch == 0 else 0
         if not self.oper_up(p):
-            return self.base[p] if self.boot_epoch == 0 else 0
+            return start
         util = 0.02 + 0.5 * _h(self.name, p, direction)
-        return (self.base[p] if self.boot_epoch == 0 else 0) + int(self.speed(p) / 8 * util * (now - self.boot))
+        return start + int(self.speed(p) / 8 * util * (now - self.boot))
 
     boot_epoch = 0  # 0 until the first reboot: counters then start from zero
 
@@ -398,7 +400,7 @@ def apc_layout(outlets: int, truncate: int | None = None) -> Layout:
         17: lambda d, x, now: i(100 * d.total_watts(now) / d.total_va(now)) if d.total_va(now) else i(100),
     })
     lay.table(f"{r}.6.3.1", [(1,)], {
-        1: _const(wire.INTEGER, 1), 3: _const(wire.INTEGER, 1), 4: _const(wire.INTEGER, 2),
+        1: _const(wire.INTEGER, 1), 2: _const(wire.INTEGER, 1), 3: _const(wire.INTEGER, 1), 4: _const(wire.INTEGER, 2),
         5: lambda d, x, now: i(d.total_amps(now) * 10), 6: lambda d, x, now: i(d.volts(now)),
         7: lambda d, x, now: i(d.total_watts(now) / 10), 8: lambda d, x, now: i(d.total_va(now) / 10),
         9: lambda d, x, now: i(100 * d.total_watts(now) / d.total_va(now)) if d.total_va(now) else i(100),
@@ -415,10 +417,6 @@ def apc_layout(outlets: int, truncate: int | None = None) -> Layout:
         1: lambda d, x, now: (wire.INTEGER, x[0]), 3: lambda d, x, now: _s(f"server-{x[0]:02d}"),
         4: lambda d, x, now: (wire.INTEGER, x[0]),
         5: lambda d, x, now: (wire.INTEGER, 2 if d.outlet_on(x[0]) else 1),
-    }, truncate)
-    # rPDU2SensorTempHumidityStatusTable: temperature in tenths of degrees C (.8), index 1.
-    lay.table(f"{r}.10.2.2.1", [(1,)], {
-        3: _const(*_s("Rack inlet")), 8: lambda d, x, now: i(d.temperature(now) * 10),
     }, truncate)
     return lay.done()
 
