@@ -159,7 +159,10 @@ class _Link:
     def close(self) -> None:
         self.client.close()
 
-    async def execute(self, request: ModbusPDU) -> ModbusPDU:
+    async def execute(self, request: ModbusPDU, timeout: float) -> ModbusPDU:
+        if self.shared:
+            # devices on one bus may have different timeouts; pymodbus reads this per request
+            self.client.ctx.comm_params.timeout_connect = timeout
         self.inflight = True
         try:
             return await self.client.execute(False, request)
@@ -253,7 +256,7 @@ class ModbusDriver(Driver):
 
     async def _read(self, link: _Link, read: PlannedRead, request: ModbusPDU) -> ModbusPDU:
         try:
-            resp = await link.execute(request)
+            resp = await link.execute(request, self.settings.timeout)
         except asyncio.CancelledError:
             self._reset(link)
             raise
