@@ -107,13 +107,15 @@ class SimDevice:
 
     kind = "static"
 
-    def __init__(self, name: str, layout: Layout, faults: list[Fault]) -> None:
+    def __init__(self, name: str, layout: Layout, faults: list[Fault],
+                 clock: Callable[[], float] = time.time) -> None:
         self.name = name
         self.layout = layout
         self.faults = faults
+        self.clock = clock
         self.keys = layout.keys
         self.overrides: dict[Oid, Value | None] = {}
-        self.boot = time.time()
+        self.boot = clock()
         self.seed = zlib.crc32(name.encode())
 
     def fault(self, kind: str) -> Fault | None:
@@ -147,7 +149,7 @@ class SimDevice:
 
     def reboot(self) -> None:
         """Restart: sysUpTime and counters start again from zero."""
-        self.boot = time.time()
+        self.boot = self.clock()
 
 
 def _h(*parts: object) -> float:
@@ -165,8 +167,9 @@ class SwitchDevice(SimDevice):
 
     kind = "switch"
 
-    def __init__(self, name: str, layout: Layout, faults: list[Fault], ports: int) -> None:
-        super().__init__(name, layout, faults)
+    def __init__(self, name: str, layout: Layout, faults: list[Fault], ports: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(name, layout, faults, clock)
         self.ports = ports
         self.base = {(p, d): int(_h(name, p, d, "base") * 2**40) for p in range(1, ports + 1) for d in ("in", "out")}
 
@@ -332,8 +335,9 @@ class PduDevice(SimDevice):
     VOLTS = 230.0
     FREQ = 50.0
 
-    def __init__(self, name: str, layout: Layout, faults: list[Fault], outlets: int, model: str) -> None:
-        super().__init__(name, layout, faults)
+    def __init__(self, name: str, layout: Layout, faults: list[Fault], outlets: int, model: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(name, layout, faults, clock)
         self.outlets = outlets
         self.model = model
         self.energy_base = {o: 3.6e6 * (100 + 400 * _h(name, o, "e")) for o in range(1, outlets + 1)}
@@ -657,7 +661,7 @@ class _Get(_Responder):
     SUPPORTED_PDU_TYPES = (rfc1905.GetRequestPDU.tagSet,)
 
     def varbinds(self, dev: SimDevice, pdu: Any, v1: bool) -> list[tuple[Any, Any]]:
-        now = time.time()
+        now = self.sim.clock()
         out = []
         for name, _ in v2c.apiPDU.get_varbinds(pdu):
             v = dev.get(tuple(name), now)
@@ -672,7 +676,7 @@ class _Next(_Responder):
     SUPPORTED_PDU_TYPES = (rfc1905.GetNextRequestPDU.tagSet,)
 
     def varbinds(self, dev: SimDevice, pdu: Any, v1: bool) -> list[tuple[Any, Any]]:
-        now = time.time()
+        now = self.sim.clock()
         out = []
         for name, _ in v2c.apiPDU.get_varbinds(pdu):
             nxt = dev.next(tuple(name), now, v1)
@@ -685,7 +689,7 @@ class _Bulk(_Responder):
     SUPPORTED_PDU_TYPES = (rfc1905.GetBulkRequestPDU.tagSet,)
 
     def varbinds(self, dev: SimDevice, pdu: Any, v1: bool) -> list[tuple[Any, Any]]:
-        now = time.time()
+        now = self.sim.clock()
         req = [tuple(n) for n, _ in v2c.apiPDU.get_varbinds(pdu)]
         n = min(max(0, int(v2c.apiBulkPDU.get_non_repeaters(pdu))), len(req))
         m = max(0, int(v2c.apiBulkPDU.get_max_repetitions(pdu)))
@@ -750,8 +754,10 @@ class SnmpSimulator:
         community: str = "public",
         v3_user: SimV3User | None = None,
         faults: Iterable[Fault] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
+        self.clock = clock
         self.port = port
         self.community = community
         self.v3_user = v3_user or SimV3User()
@@ -790,7 +796,7 @@ class SnmpSimulator:
         """A switch with ``ports`` ports; ``hc=False`` leaves out ifXTable (32-bit counters only)."""
         tr = self._truncate(name)
         lay = self._layout(("switch", ports, hc, tr), lambda: switch_layout(ports, hc, tr))
-        dev = SwitchDevice(name, lay, faults_for(self.faults, name), ports)
+        dev = SwitchDevice(name, lay, faults_for(self.faults, name), ports, self.clock)
         self._add(dev)
         return dev
 
@@ -804,13 +810,13 @@ class SnmpSimulator:
                 "PX3-5493U-K2"
         else:
             raise ValueError(f"unknown simulated PDU kind {kind!r}; use apc-rpdu2 or raritan-pdu2")
-        dev = PduDevice(name, lay, faults_for(self.faults, name), outlets, model)
+        dev = PduDevice(name, lay, faults_for(self.faults, name), outlets, model, self.clock)
         self._add(dev)
         return dev
 
     def add_static(self, name: str, values: dict[Oid, Value]) -> SimDevice:
         """A device answering a fixed recorded walk (see ``load_walk``)."""
-        return self._add(SimDevice(name, static_layout(values), faults_for(self.faults, name)))
+        return self._add(SimDevice(name, static_layout(values), faults_for(self.faults, name), self.clock))
 
     def device(self, name: str) -> SimDevice:
         """The simulated device ``name``."""
