@@ -1,0 +1,319 @@
+"""Exposition benchmark: a real Prometheus scraping ~50k series from ``rackpulse run`` every second.
+
+Inside a throw-away network namespace (so the switches can be a real 97-port snmpd):
+
+- ``--pdus`` simulated Raritan PDUs (48 outlets, ~204 series each) in one simulator process and
+  ``--switches`` switch devices (if-mib, ~1,072 series each) all pointing at one Net-SNMP snmpd;
+  defaults 100 + 28 give ~50.4k device series;
+- the real daemon, ``rackpulse run -c CONFIG`` (pinned to CPU 0), polling them every 10 s;
+- a real ``prometheus`` (CPU 1) scraping /metrics every 1 s; ``scrape_duration_seconds`` and
+  ``scrape_samples_scraped`` come from Prometheus' HTTP API over the measurement window;
+- the poll loop's scheduler lag p50/p99 and missed deadlines from ``/api/devices`` while scraping.
+
+The peer: the same series (parsed from one rackpulse scrape) served by prometheus-client's
+standard pattern, a custom Collector building metric families on every scrape behind
+``start_http_server``, scraped by the same Prometheus every 5 s (a 1 s timeout would cut it off).
+Usage::
+
+    .venv/bin/python -m bench.exposition [--pdus 100] [--switches 28] [--seconds 60] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import lib
+from bench.sims import start_pdus
+
+
+# --- the peer: prometheus-client's standard collector ----------------------------------------------
+def peer_serve(dump: Path, port: int) -> None:
+    """Serve the series of a text-format dump through a prometheus-client Collector, until killed."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import Collector
+
+    families: list[tuple[str, str, str, list[str], list[tuple[list[str], float]]]] = []
+    for fam in text_string_to_metric_families(dump.read_text(encoding="utf-8")):
+        if not fam.name.startswith("rackpulse_") or fam.name.startswith("rackpulse_scheduler"):
+            continue
+        names: list[str] = []
+        rows: list[tuple[list[str], float]] = []
+        for s in fam.samples:
+            if not names:
+                names = sorted(s.labels)
+            rows.append(([s.labels.get(n, "") for n in names], s.value))
+        kind = "counter" if fam.type == "counter" else "gauge"
+        families.append((fam.name, fam.documentation or fam.name, kind, names, rows))
+
+    class Snapshot(Collector):
+        """Rebuilds every family on each scrape, as a Collector over a live snapshot does."""
+
+        def collect(self) -> Any:
+            for name, doc, kind, names, rows in families:
+                fam: Any = (CounterMetricFamily(name, doc, labels=names) if kind == "counter"
+                            else GaugeMetricFamily(name, doc, labels=names))
+                for values, v in rows:
+                    fam.add_metric(values, v)
+                yield fam
+
+    reg = CollectorRegistry()
+    reg.register(Snapshot())
+    start_http_server(port, addr="127.0.0.1", registry=reg)
+    print(json.dumps({"series": sum(len(f[4]) for f in families)}), flush=True)
+    while True:
+        time.sleep(3600)
+
+
+# --- Prometheus -------------------------------------------------------------------------------------
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1 with a throw-away TSDB."""
+
+    def __init__(self, work: Path, jobs: list[tuple[str, int, float]], cpus: str | None) -> None:
+        self.work = work
+        self.port = lib.free_port()
+        self.jobs = jobs
+        self.cpus = cpus
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("prometheus")
+        if not exe:
+            raise RuntimeError("prometheus is not installed (Debian package prometheus)")
+        self.work.mkdir(parents=True, exist_ok=True)
+        cfg = {"global": {"scrape_interval": "15s", "evaluation_interval": "1m"},
+               "scrape_configs": [{"job_name": name, "scrape_interval": f"{iv:g}s", "scrape_timeout": f"{iv:g}s",
+                                   "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                                  for name, port, iv in self.jobs]}
+        (self.work / "prometheus.yml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        self.proc = lib.start([exe, f"--config.file={self.work / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={self.work / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                              log=self.work / "prometheus.log", cpus=self.cpus)
+        lib.wait_http(f"http://127.0.0.1:{self.port}/-/ready", timeout=60)
+
+    def series(self, query: str, start: float, end: float, step: float = 1.0) -> list[float]:
+        q = urllib.parse.urlencode({"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step})
+        doc = json.loads(lib.http_get(f"http://127.0.0.1:{self.port}/api/v1/query_range?{q}"))
+        out: list[float] = []
+        for r in doc["data"]["result"]:
+            out.extend(float(v) for _, v in r["values"])
+        return out
+
+    def stop(self) -> None:
+        lib.stop(self.proc)
+        self.proc = None
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"n": 0}
+    return {"n": len(xs), "p50": lib.quantile(xs, 0.5), "p99": lib.quantile(xs, 0.99), "max": max(xs),
+            "mean": sum(xs) / len(xs)}
+
+
+def _time_scrapes(url: str, n: int, gz: bool) -> dict[str, float]:
+    headers = {"Accept-Encoding": "gzip"} if gz else {}
+    times: list[float] = []
+    size = 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        body = lib.http_get(url, headers=headers)
+        times.append(time.perf_counter() - t0)
+        size = len(body)
+    return {**_stats(times), "bytes": size}
+
+
+# --- orchestration ---------------------------------------------------------------------------------
+def write_config(work: Path, pdu_ports: list[int], snmpd: lib.Snmpd | None, switches: int, listen: int,
+                 interval: str, mqtt_port: int | None = None, switch_interval: str | None = None) -> Path:
+    """A rackpulse config polling the simulated PDUs and ``switches`` devices on the one snmpd."""
+    secrets = work / "secrets"
+    secrets.mkdir(exist_ok=True)
+    devices: list[dict[str, Any]] = [
+        {"name": f"pdu-{i + 1}", "driver": "modbus", "profile": "raritan-px-modbus", "host": "127.0.0.1",
+         "port": p, "unit_id": 1} for i, p in enumerate(pdu_ports)]
+    if switches:
+        assert snmpd is not None
+        cfile = secrets / "community"
+        cfile.write_text(snmpd.creds.community + "\n", encoding="utf-8")
+        os.chmod(cfile, 0o600)
+        for i in range(switches):
+            dev: dict[str, Any] = {"name": f"sw-{i + 1}", "driver": "snmp", "profile": "if-mib",
+                                   "host": "127.0.0.1", "port": snmpd.port, "version": "2c",
+                                   "community_file": str(cfile)}
+            if switch_interval:
+                dev["interval"] = switch_interval
+            devices.append(dev)
+    cfg: dict[str, Any] = {
+        "site": "bench", "rack": "r1",
+        "agent": {"name": "bench", "interval": interval, "timeout": "5s", "state_dir": str(work / "state"),
+                  "log_level": "warning", "max_concurrency": 64},
+        "prometheus": {"listen": f"127.0.0.1:{listen}"},
+        "devices": devices,
+    }
+    if mqtt_port:
+        cfg["mqtt"] = {"url": f"mqtt://127.0.0.1:{mqtt_port}", "topic_prefix": "rackpulse", "qos": 1}
+    path = work / "rackpulse.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def rackpulse_exe() -> str:
+    exe = Path(lib.PY).parent / "rackpulse"
+    return str(exe) if exe.exists() else shutil.which("rackpulse") or "rackpulse"
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    """Seconds until /readyz answers 200 (every device polled once)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rackpulse exited with {proc.returncode}")
+        try:
+            lib.http_get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            return time.monotonic() - t0
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"rackpulse not ready after {timeout:g}s")
+
+
+def inner_main(a: argparse.Namespace) -> int:
+    lib.install_exit_handlers()
+    agent_cpu, other_cpu = (None, None) if a.no_pin else ("0", "1")
+    res: dict[str, Any] = {"machine": lib.machine(), "args": vars(a),
+                           "tools": {"prometheus": lib.tool_version(["prometheus", "--version"])}}
+    with lib.workdir("rpbench-expo-") as work:
+        snmpd = None
+        if a.switches:
+            snmpd = lib.Snmpd(work / "snmpd", cpus=other_cpu)
+            snmpd.start()
+        sims, pdu_ports = start_pdus(work, a.pdus, 48, cpus=other_cpu)
+        port = lib.free_port()
+        cfg = write_config(work, pdu_ports, snmpd, a.switches, port, a.interval)
+        t0 = time.monotonic()
+        agent = lib.start([rackpulse_exe(), "run", "-c", str(cfg)], log=work / "rackpulse.log", cpus=agent_cpu)
+        lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        res["startup_http_seconds"] = time.monotonic() - t0
+        res["startup_ready_seconds"] = wait_ready(port, agent, timeout=120) + res["startup_http_seconds"]
+        time.sleep(a.interval_s + 2)  # one more full round so every device series exists
+        url = f"http://127.0.0.1:{port}/metrics"
+        dump = work / "metrics.txt"
+        body = lib.http_get(url)
+        dump.write_bytes(body)
+        res["rackpulse_series"] = sum(1 for ln in body.splitlines() if ln and not ln.startswith(b"#"))
+        res["rackpulse_bytes"] = len(body)
+        res["rackpulse_gzip_bytes"] = len(gzip.compress(body, 1))
+        print(f"rackpulse serves {res['rackpulse_series']} series ({len(body) / 1e6:.1f} MB)", flush=True)
+
+        prom = Prometheus(work / "prom-rp", [("rackpulse", port, 1.0)], other_cpu)
+        prom.start()
+        time.sleep(5)
+        c0, w0 = lib.proc_cpu(agent.pid), time.time()
+        time.sleep(a.seconds)
+        c1, w1 = lib.proc_cpu(agent.pid), time.time()
+        res["rackpulse_prometheus"] = {
+            "scrape_duration_seconds": _stats(prom.series('scrape_duration_seconds{job="rackpulse"}', w0, w1)),
+            "scrape_samples_scraped": _stats(prom.series('scrape_samples_scraped{job="rackpulse"}', w0, w1)),
+            "up": _stats(prom.series('up{job="rackpulse"}', w0, w1)),
+        }
+        res["agent_cpu_percent"] = (c1 - c0) / (w1 - w0) * 100
+        status = json.loads(lib.http_get(f"http://127.0.0.1:{port}/api/devices"))
+        res["scheduler_while_scraping"] = status.get("scheduler")
+        res["devices_down"] = status["summary"].get("down")
+        res["agent_mem"] = lib.proc_mem(agent.pid)
+        prom.stop()
+        res["client_scrape_gzip"] = _time_scrapes(url, a.client_scrapes, True)
+        res["client_scrape_plain"] = _time_scrapes(url, a.client_scrapes, False)
+        lib.stop(agent)
+        lib.stop(sims)
+        if snmpd:
+            snmpd.stop()
+
+        # The peer, on the same series.
+        pport = lib.free_port()
+        peer = lib.start([lib.PY, "-m", "bench.exposition", "--peer-serve", str(dump), "--port", str(pport)],
+                         log=work / "peer.log", cpus=agent_cpu, cwd=lib.REPO)
+        lib.wait_http(f"http://127.0.0.1:{pport}/metrics", timeout=120)
+        pbody = lib.http_get(f"http://127.0.0.1:{pport}/metrics")
+        res["peer_series"] = sum(1 for ln in pbody.splitlines() if ln and not ln.startswith(b"#"))
+        prom = Prometheus(work / "prom-peer", [("peer", pport, 5.0)], other_cpu)
+        prom.start()
+        time.sleep(6)
+        c0, w0 = lib.proc_cpu(peer.pid), time.time()
+        time.sleep(max(a.seconds, 30))
+        c1, w1 = lib.proc_cpu(peer.pid), time.time()
+        res["peer_prometheus"] = {
+            "scrape_duration_seconds": _stats(prom.series('scrape_duration_seconds{job="peer"}', w0, w1, 5)),
+            "scrape_samples_scraped": _stats(prom.series('scrape_samples_scraped{job="peer"}', w0, w1, 5)),
+            "up": _stats(prom.series('up{job="peer"}', w0, w1, 5)),
+        }
+        res["peer_cpu_percent"] = (c1 - c0) / (w1 - w0) * 100
+        prom.stop()
+        res["peer_client_scrape_gzip"] = _time_scrapes(f"http://127.0.0.1:{pport}/metrics", 3, True)
+        lib.stop(peer)
+    report(res)
+    print(f"\nresults: {lib.save_results('exposition', res, a.json)}")
+    return 0
+
+
+def report(res: dict[str, Any]) -> None:
+    m = res["machine"]
+    rp, pe = res["rackpulse_prometheus"], res["peer_prometheus"]
+    rd, pd = rp["scrape_duration_seconds"], pe["scrape_duration_seconds"]
+    print(f"\n# Exposition: {res['rackpulse_series']} series; {m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
+    rows = [
+        ["rackpulse run (PromStore + HttpServer)", res["rackpulse_series"], rd.get("p50"), rd.get("p99"),
+         rd.get("max"), rp["up"].get("mean"), rd.get("n"), res["client_scrape_gzip"]["p50"]],
+        ["prometheus-client standard collector (peer)", res["peer_series"], pd.get("p50"), pd.get("p99"),
+         pd.get("max"), pe["up"].get("mean"), pd.get("n"), res["peer_client_scrape_gzip"]["p50"]],
+    ]
+    print(lib.md_table(["server", "series", "scrape_duration p50 s", "p99 s", "max s", "up", "scrapes",
+                        "client GET gzip p50 s"], rows))
+    if rd.get("p50") and pd.get("p50"):
+        print(f"\nratio rackpulse/peer scrape_duration p50: {rd['p50'] / pd['p50']:.3f}x")
+    sch = res.get("scheduler_while_scraping") or {}
+    print(f"agent CPU while polling + 1 s scrapes: {res['agent_cpu_percent']:.1f}% of a core; "
+          f"scheduler lag p50 {sch.get('lag_p50_seconds')} s, p99 {sch.get('lag_p99_seconds')} s, "
+          f"missed deadlines {sch.get('missed_deadlines')}; devices down {res.get('devices_down')}; "
+          f"start-up to ready {res['startup_ready_seconds']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pdus", type=int, default=100)
+    p.add_argument("--switches", type=int, default=28)
+    p.add_argument("--interval", default="10s", help="device poll interval")
+    p.add_argument("--seconds", type=float, default=60.0, help="measurement window per server")
+    p.add_argument("--client-scrapes", type=int, default=10)
+    p.add_argument("--no-pin", action="store_true", help="do not pin the agent to CPU 0 and the rest to CPU 1")
+    p.add_argument("--json", help="where to write results (default bench/results/exposition.json)")
+    p.add_argument("--peer-serve", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.peer_serve:
+        peer_serve(a.peer_serve, a.port)
+        return 0
+    from drivers.config import parse_duration
+
+    a.interval_s = parse_duration(a.interval)
+    if not lib.inside_netns():
+        return lib.reexec_in_netns("bench.exposition", sys.argv[1:] if argv is None else argv)
+    return inner_main(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
