@@ -247,7 +247,8 @@ def _wave(base: float, spread: float, swing: float, period: float, *key: object)
     return lambda d, now: base + spread * _h(d.name, *key) + swing * math.sin(now / period)
 
 
-def _sensors(ports: int) -> list[tuple[int, int, str, int, int, int, SensorFn]]:
+def switch_sensors(ports: int) -> list[tuple[int, int, str, int, int, int, SensorFn]]:
+    """(entPhysicalIndex, class, name, sensor type, scale, precision, SI value fn) of a switch's sensors."""
     out: list[tuple[int, int, str, int, int, int, SensorFn]] = []
     for k in range(1, 4):
         out.append((100 + k, 8, f"Temp Sensor {k}", 8, 9, 1, _wave(30.0 + 4 * k, 3, 1, 300, "temp", k)))
@@ -281,7 +282,7 @@ def switch_layout(ports: int, hc: bool = True, truncate: int | None = None) -> L
     lay.table("1.3.6.1.2.1.2.2.1", rows, cells["if"], truncate)
     if hc:
         lay.table("1.3.6.1.2.1.31.1.1.1", rows, cells["ifx"], truncate)
-    sensors = _sensors(ports)
+    sensors = switch_sensors(ports)
     ent_rows = [(1,)] + [(s[0],) for s in sensors]
     info = {s[0]: s for s in sensors}
 
@@ -524,15 +525,20 @@ def _convert(tag: int, text: str, hexed: bool, where: str) -> Any:
 
 
 def load_walk(path: str | Path) -> dict[Oid, Value]:
-    """Parse ``snmpwalk -On`` output or an snmprec file (``oid|tag|value``) into {oid: (tag, value)}.
-
-    ValueError names the file and line of anything it cannot read.
-    """
+    """Parse a file of ``snmpwalk -On`` output or snmprec lines (``oid|tag|value``); see parse_walk."""
     p = Path(path)
+    return parse_walk(p.read_text(encoding="utf-8"), str(p))
+
+
+def parse_walk(text: str, source: str = "<walk>") -> dict[Oid, Value]:
+    """Parse ``snmpwalk -On`` output or snmprec lines into {oid: (tag, value)}.
+
+    ValueError names the source and line of anything it cannot read.
+    """
     out: dict[Oid, Value] = {}
     last: Oid | None = None
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        where = f"{p}:{n}"
+    for n, line in enumerate(text.splitlines(), 1):
+        where = f"{source}:{n}"
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if "|" in line and "=" not in line.split("|")[0]:
