@@ -23,6 +23,7 @@ from drivers.snmp.driver import SnmpDriver
 from drivers.snmp.pysnmp_wire import close_shared_engines
 from drivers.snmp.simulator import SimV3User, SnmpSimulator
 
+
 def free_udp_port() -> int:
     """A UDP port on 127.0.0.1 that nothing is bound to right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -93,7 +93,7 @@ def test_secrets_are_read_from_files_and_env_and_never_shown(tmp_path: Path,
 
 def test_unreadable_secret_names_the_file_not_the_secret(tmp_path: Path) -> None:
     c = SnmpDeviceConfig.model_validate({**BASE, "community_file": str(tmp_path / "missing")})
-    with pytest.raises(ValueError, match="cannot read community from .*missing"):
+    with pytest.raises(ValueError, match=r"cannot read community from .*missing"):
         c.community()
     c3 = SnmpDeviceConfig.model_validate({**BASE, "version": 3, "v3": {
         "user": "u", "auth_protocol": "SHA", "auth_key_env": "RACKPULSE_TEST_UNSET_VAR"}})
