@@ -48,6 +48,13 @@ DROP_LOG_EVERY = 30.0        # seconds between drop report lines
 STABLE_AFTER = 60.0          # a connection this old resets the reconnect backoff
 
 
+def _hint(error: str) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in error:
+        return (" hint='the broker certificate is not signed by mqtt.ca_file (the system CA store when "
+                "ca_file is unset), or does not name the URL host'")
+    return ""
+
+
 class MqttPublisher:
     """Publishes poll outcomes to MQTT with store-and-forward; implements ``ResultListener``.
 
@@ -232,8 +239,8 @@ class MqttPublisher:
                     backoff = self.backoff_min
                 delay = random.uniform(backoff / 2, backoff)  # jitter spreads a fleet's reconnects
                 log.warning(
-                    "mqtt_connect_failed url=%s client_id=%s error=%r retry_in=%.1fs",
-                    self.url, self.client_id, error, delay,
+                    "mqtt_connect_failed url=%s client_id=%s error=%r retry_in=%.1fs%s",
+                    self.url, self.client_id, error, delay, _hint(error),
                 )
                 backoff = min(backoff * 2, self.backoff_max)
                 with contextlib.suppress(TimeoutError):
@@ -479,38 +486,38 @@ class MqttPublisher:
     # ----------------------------------------------------------------- retained state
 
     async def _state_sender(self, client: aiomqtt.Client) -> None:
-        sem = asyncio.Semaphore(STATE_CONCURRENCY)
-
-        async def put(topic: str, payload: bytes) -> None:
-            async with sem:
-                await client.publish(topic, payload, qos=1, retain=True)
-            self._published += 1
-
+        """Publish retained status/meta that differ from what the broker has (all after a connect)."""
         while True:
             self._state_dirty.clear()
-            jobs: list[asyncio.Task[None]] = []
+            jobs: deque[tuple[str, str, bytes, dict[str, bytes] | None]] = deque()
             for dev in list(self._clears):
-                jobs.append(asyncio.create_task(put(self.topic(dev, "status"), b"")))
-                jobs.append(asyncio.create_task(put(self.topic(dev, "meta"), b"")))
+                jobs.append((dev, self.topic(dev, "status"), b"", None))
+                jobs.append((dev, self.topic(dev, "meta"), b"", None))
+            for kind, latest, sent in (
+                ("status", self._status, self._sent_status),
+                ("meta", self._meta, self._sent_meta),
+            ):
+                for dev, payload in latest.items():
+                    if sent.get(dev) != payload:
+                        jobs.append((dev, self.topic(dev, kind), payload, sent))
             clears = set(self._clears)
-            changed_status = {d: p for d, p in self._status.items() if self._sent_status.get(d) != p}
-            changed_meta = {d: p for d, p in self._meta.items() if self._sent_meta.get(d) != p}
-            for d, p in changed_status.items():
-                jobs.append(asyncio.create_task(put(self.topic(d, "status"), p)))
-            for d, p in changed_meta.items():
-                jobs.append(asyncio.create_task(put(self.topic(d, "meta"), p)))
+            n = min(STATE_CONCURRENCY, len(jobs))
+            workers = [asyncio.create_task(self._state_worker(client, jobs)) for _ in range(n)]
             try:
-                await asyncio.gather(*jobs)
-            except BaseException:
-                for j in jobs:
-                    j.cancel()
-                await asyncio.gather(*jobs, return_exceptions=True)
-                raise
+                await asyncio.gather(*workers)
+            finally:
+                for w in workers:
+                    w.cancel()
             self._clears -= {d for d in clears if d not in self._status}
-            for d, p in changed_status.items():
-                if d in self._status:
-                    self._sent_status[d] = p
-            for d, p in changed_meta.items():
-                if d in self._meta:
-                    self._sent_meta[d] = p
             await self._state_dirty.wait()
+
+    async def _state_worker(
+        self, client: aiomqtt.Client, jobs: deque[tuple[str, str, bytes, dict[str, bytes] | None]]
+    ) -> None:
+        # A few workers pulling from one queue: bounded in-flight calls, no task per message.
+        while jobs:
+            dev, topic, payload, sent = jobs.popleft()
+            await client.publish(topic, payload, qos=1, retain=True)
+            self._published += 1
+            if sent is not None and dev not in self._clears:
+                sent[dev] = payload

@@ -69,6 +69,8 @@ class MosquittoBroker:
     port: int
     tls: TlsFiles | None = None
     extra: list[str] = field(default_factory=list)
+    anonymous: bool = True  # False: clients must log in (add a password_file line to extra)
+    persist: bool = False   # keep sessions and queued messages across a restart (on disk in workdir)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rackpulse-mosquitto-")))
     proc: subprocess.Popen[bytes] | None = None
 
@@ -83,8 +85,8 @@ class MosquittoBroker:
     def config_text(self) -> str:
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
-            "persistence false",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            *(["persistence true", f"persistence_location {self.workdir}/"] if self.persist else ["persistence false"]),
             "user root" if _is_root() else "",
             # Unlimited queues: tests must see every message, even from a bursting publisher.
             "max_queued_messages 0",
@@ -161,12 +163,13 @@ def start_mosquitto(
     tls: TlsFiles | None = None,
     extra: list[str] | None = None,
     binary: str | None = None,
+    persist: bool = False,
 ) -> MosquittoBroker:
     """Start mosquitto on ``host:port`` (a free port if None); raise if it is not installed."""
     exe = binary or find_mosquitto()
     if exe is None:
         raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
-    b = MosquittoBroker(exe, host, port or free_port(host), tls, list(extra or []))
+    b = MosquittoBroker(exe, host, port or free_port(host), tls, list(extra or []), persist=persist)
     return b.start()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ def require_mosquitto() -> str:
     """The mosquitto binary; the test fails (never skips) when it is missing."""
     exe = find_mosquitto()
     assert exe, "mosquitto is required for the MQTT tests (apt-get install mosquitto)"
+    return exe
+
+
+def require_binary(name: str) -> str:
+    """Path of a binary a test needs; fails loudly (never skips) when it is missing."""
+    exe = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    assert exe, f"{name} is required for this test (apt-get install mosquitto)"
     return exe
 
 

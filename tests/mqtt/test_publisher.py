@@ -21,7 +21,7 @@ async def test_telemetry_topics_and_payloads(broker: MosquittoBroker, make_publi
         for i in range(3):
             pub.on_poll(outcome("pdu-a", n_readings=4, value=100.0 * i))
             pub.on_poll(outcome("pdu-b", n_readings=2))
-        await col.wait_for(lambda c: len(c.telemetry()) == 6)
+        await col.wait_for(lambda c: c.count() == 6)
         tele = col.on("/telemetry")
         assert {m.topic for m in tele} == {f"{BASE}/pdu-a/telemetry", f"{BASE}/pdu-b/telemetry"}
         assert not any(m.retain for m in tele)
@@ -46,7 +46,7 @@ async def test_status_meta_and_agent_status_are_retained(
     pub.on_poll(outcome("pdu-a"))
     pub.on_poll(outcome("pdu-b", up=False, error="timeout: no complete answer within 3s"))
     async with Collector(broker.port, f"{BASE}/#") as probe:
-        await probe.wait_for(lambda c: c.last(f"{BASE}/pdu-b/status") is not None and len(c.telemetry()) == 1)
+        await probe.wait_for(lambda c: c.last(f"{BASE}/pdu-b/status") is not None and c.count() == 1)
     # A subscriber arriving later gets the retained state.
     async with Collector(broker.port, f"{BASE}/#") as late:
         await late.wait_for(lambda c: len([m for m in c.messages if m.retain]) >= 5)
@@ -134,7 +134,7 @@ async def test_stop_without_broker_keeps_messages_spooled(
     broker.start()
     async with Collector(broker.port, "rackpulse/#") as col:
         await make_publisher(broker.url)
-        await col.wait_for(lambda c: len(c.telemetry()) == 10)
+        await col.wait_for(lambda c: c.count() == 10)
         assert_complete(col.seqs(), {"pdu-a": 10})
 
 
@@ -143,7 +143,7 @@ async def test_stats_and_metrics_hook(broker: MosquittoBroker, make_publisher: M
     async with Collector(broker.port, "rackpulse/#") as col:
         pub = await make_publisher(broker.url, metrics_hook=seen.append)
         pub.on_poll(outcome("pdu-a"))
-        await col.wait_for(lambda c: len(c.telemetry()) == 1)
+        await col.wait_for(lambda c: c.count() == 1)
     s = pub.stats()
     assert set(s) == {
         "mqtt_connected", "mqtt_published_messages_total", "mqtt_spooled_messages", "mqtt_spool_bytes",

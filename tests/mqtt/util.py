@@ -6,7 +6,7 @@ end-to-end tests reuse it)::
 
     async with Collector(broker.port, "rackpulse/#", persistent=True) as col:
         ...
-        await col.wait_for(lambda c: len(c.telemetry()) >= 10, timeout=5)
+        await col.wait_for(lambda c: c.count() >= 10, timeout=5)
 """
 
 from __future__ import annotations
@@ -58,12 +58,17 @@ class Collector:
         qos: int = 1,
         persistent: bool = False,
         tls_context: ssl.SSLContext | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
+        self.username, self.password = username, password
         self.host, self.port, self.topic, self.qos = host, port, topic, qos
         self.persistent = persistent
         self.tls_context = tls_context
         self.identifier = f"collector-{uuid.uuid4().hex[:8]}"
         self.messages: list[Msg] = []
+        self._telemetry: list[dict[str, Any]] = []   # parsed once, on arrival
+        self._seqs: dict[str, list[int]] = {}
         self.connects = 0
         self._subscribed = asyncio.Event()
         self._changed = asyncio.Event()
@@ -89,15 +94,20 @@ class Collector:
                     identifier=self.identifier,
                     clean_session=not self.persistent,
                     tls_context=self.tls_context,
+                    username=self.username,
+                    password=self.password,
                     keepalive=5,
                 ) as c:
                     await c.subscribe(self.topic, qos=self.qos)
                     self.connects += 1
                     self._subscribed.set()
                     async for m in c.messages:
-                        self.messages.append(
-                            Msg(str(m.topic), bytes(m.payload), bool(m.retain), int(m.qos), time.time())  # type: ignore[arg-type]
-                        )
+                        msg = Msg(str(m.topic), bytes(m.payload), bool(m.retain), int(m.qos), time.time())
+                        self.messages.append(msg)
+                        if msg.topic.endswith("/telemetry"):
+                            t = msg.json()
+                            self._telemetry.append(t)
+                            self._seqs.setdefault(t["device"], []).append(t["seq"])
                         self._changed.set()
             except aiomqtt.MqttError:
                 self._subscribed.clear()
@@ -117,6 +127,7 @@ class Collector:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.2))
+            await asyncio.sleep(0.02)  # re-check at most ~50 times a second, whatever the message rate
 
     def on(self, suffix: str) -> list[Msg]:
         """Messages whose topic ends with ``suffix``."""
@@ -124,14 +135,22 @@ class Collector:
 
     def telemetry(self) -> list[dict[str, Any]]:
         """Every telemetry payload received, parsed, in arrival order."""
-        return [m.json() for m in self.messages if m.topic.endswith("/telemetry")]
+        return list(self._telemetry)
 
     def seqs(self) -> dict[str, list[int]]:
         """Per device, the telemetry seqs in arrival order (duplicates included)."""
-        out: dict[str, list[int]] = {}
-        for t in self.telemetry():
-            out.setdefault(t["device"], []).append(t["seq"])
-        return out
+        return {d: list(s) for d, s in self._seqs.items()}
+
+    def last_seq(self, device: str) -> int:
+        """The highest seq received from ``device`` (0 if none)."""
+        s = self._seqs.get(device)
+        return max(s) if s else 0
+
+    def count(self, suffix: str = "/telemetry") -> int:
+        """How many telemetry messages (or messages on topics ending with ``suffix``) arrived."""
+        if suffix == "/telemetry":
+            return len(self._telemetry)
+        return sum(1 for m in self.messages if m.topic.endswith(suffix))
 
     def last(self, topic: str) -> Msg | None:
         """The last message received on exactly ``topic``."""
