@@ -19,6 +19,7 @@ and refused with exception 1: the agent must never send one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -110,6 +111,17 @@ def _block_simdata(fields: Iterable[FieldDef | InfoField], function: str, fill_g
         else:
             merged.append(s)
     return merged
+
+
+_EXPANDED: dict[tuple[Any, ...], ExpandedProfile] = {}
+
+
+def _expanded(library: ProfileLibrary, name: str, outlets: int | None) -> ExpandedProfile:
+    # Hundreds of simulated PDUs share one immutable expansion of their profile.
+    key = (tuple(str(d) for d in library.dirs), name, outlets)
+    if key not in _EXPANDED:
+        _EXPANDED[key] = load_profile(library, name, outlets)
+    return _EXPANDED[key]
 
 
 # -- the physical model -------------------------------------------------------------------------
@@ -367,7 +379,7 @@ class ModbusPduSimulator:
         self.baudrate = baudrate
         self.parity = parity
         self.framer = FramerType.SOCKET if transport == "tcp" else FramerType.RTU
-        self.profile: ExpandedProfile = load_profile(library or ProfileLibrary(), profile, outlets)
+        self.profile: ExpandedProfile = _expanded(library or ProfileLibrary(), profile, outlets)
         self.fields = self.profile.fields
         self.writes: list[WriteRecord] = []
         self.requests = 0
@@ -556,3 +568,40 @@ class ModbusPduSimulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _serve(args: Any) -> None:
+    sims = [ModbusPduSimulator(f"{args.name}-{i + 1}" if args.count > 1 else args.name, args.profile,
+                               host=args.host, port=args.port + i if args.port else 0, unit_id=args.unit_id,
+                               outlets=args.outlets, seed=args.seed, transport=args.transport)
+            for i in range(args.count)]
+    for s in sims:
+        print(f"{s.name} {args.host}:{await s.start()}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for s in sims:
+            await s.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m drivers.modbus.simulator``: serve simulated devices until interrupted."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="raritan-px-modbus")
+    p.add_argument("--name", default="pdu")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="first port (0: any free port)")
+    p.add_argument("--unit-id", type=int, default=1)
+    p.add_argument("--outlets", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--transport", default="tcp", choices=["tcp", "rtu-over-tcp"])
+    args = p.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
