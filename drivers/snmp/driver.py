@@ -121,6 +121,7 @@ class SnmpDriver(Driver):
         self._scalars = [s for p in self.profiles for s in p.scalars]
         self._uptime: int | None = None
         self._info: DeviceInfo | None = None
+        self._refresh_info = False
         self.sys_object_id: Oid | None = None
         self.sys_descr: str = ""
         # Primary columns (values or labels) this device lacks entirely; we read their fallback.
@@ -179,12 +180,13 @@ class SnmpDriver(Driver):
             self.session = self.session_factory(self.target)
         sess = self.session
         before = sess.requests
-        with_info = self._info is None
+        with_info = self._info is None or self._refresh_info
         got = await sess.get(self.get_oids(with_info))
         scalars = {vb.oid: vb for vb in got}
         self._check_uptime(scalars.get(SYS_UPTIME))
         if with_info:
             self._learn_info(scalars)
+            self._refresh_info = False
         data = _PollData(scalars, await self._walk(sess))
         now = time.time()
         readings: list[Reading] = []
@@ -223,7 +225,7 @@ class SnmpDriver(Driver):
             log.info("device_restarted device=%s uptime_ticks=%d previous=%s", self.name, up, self._uptime)
             self.unwrapper.reset()
             self._absent.clear()
-            self._info = None  # firmware may have changed; refresh on the next poll
+            self._refresh_info = True  # firmware may have changed; re-read identity next poll
         self._uptime = up
 
     def _learn_info(self, scalars: dict[Oid, VarBind]) -> None:
