@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Literal
 
 import pytest
 from hypothesis import given
@@ -61,7 +62,7 @@ def wire_regs(typ: str, value: float | int, word_order: str, byte_order: str) ->
 
 @pytest.mark.parametrize("typ", list(PM_TYPES))
 @pytest.mark.parametrize("word_order", ["big", "little"])
-def test_decode_matches_pymodbus_converter(typ: str, word_order: str) -> None:
+def test_decode_matches_pymodbus_converter(typ: str, word_order: Literal["big", "little"]) -> None:
     for value in SAMPLES[typ]:
         regs = ModbusClientMixin.convert_to_registers(value, PM_TYPES[typ], word_order=word_order)
         got = decode_raw(field(typ, word_order), regs)
@@ -96,13 +97,13 @@ def test_float32_big_endian_known_words() -> None:
 
 
 @given(st.integers(min_value=-(2**31), max_value=2**31 - 1), st.sampled_from(["big", "little"]))
-def test_int32_roundtrip_any_value(v: int, wo: str) -> None:
+def test_int32_roundtrip_any_value(v: int, wo: Literal["big", "little"]) -> None:
     regs = ModbusClientMixin.convert_to_registers(v, DT.INT32, word_order=wo)
     assert decode_raw(field("int32", wo), regs) == v
 
 
 @given(st.floats(width=32, allow_nan=False), st.sampled_from(["big", "little"]))
-def test_float32_roundtrip_any_value(v: float, wo: str) -> None:
+def test_float32_roundtrip_any_value(v: float, wo: Literal["big", "little"]) -> None:
     regs = ModbusClientMixin.convert_to_registers(v, DT.FLOAT32, word_order=wo)
     assert decode_raw(field("float32", wo), regs) == v
 
