@@ -91,6 +91,14 @@ def _parse_version(version: str | int) -> int:
     raise ValueError(f"unknown SNMP version {version!r}; expected 1, 2c or 3")
 
 
+_EXPIRED = object()  # what a timed-out attempt's future resolves to
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(_EXPIRED)
+
+
 @dataclass(eq=False)
 class _Waiter:
     """One outstanding request: every attempt's id maps here, so a late answer still counts."""
@@ -315,14 +323,21 @@ class FastSession(SnmpSession):
         ids: list[int] = []
         self._last_icmp = None
         try:
-            for _attempt in range(self._retries + 1):
+            for attempt in range(self._retries + 1):
+                if attempt:  # a fresh future per attempt; earlier ids still resolve the current one
+                    waiter.future = loop.create_future()
                 rid = self._new_id()
                 ids.append(rid)
                 self._pending[rid] = waiter
                 transport.sendto(build(rid))
-                done, _ = await asyncio.wait((waiter.future,), timeout=self._timeout)
-                if done:
-                    return waiter.future.result()
+                # A bare timer is much cheaper than asyncio.wait()/wait_for() on this hot path.
+                timer = loop.call_later(self._timeout, _expire, waiter.future)
+                try:
+                    answer = await waiter.future
+                finally:
+                    timer.cancel()
+                if answer is not _EXPIRED:
+                    return answer
         finally:
             for rid in ids:
                 self._pending.pop(rid, None)
