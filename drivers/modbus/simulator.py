@@ -186,6 +186,7 @@ class PduModel:
         self.temperature = _Walk(24.0, 0.05, 0.05, value=24.0, low=-40)
         self.humidity = _Walk(0.40, 0.002, 0.05, value=0.40)
         self.extra: dict[tuple[str, Labels], float] = {}
+        self.extra_walks: dict[tuple[str, Labels], _Walk] = {}
         self.values: dict[tuple[str, Labels], float] = {}
         self._derive(0.0)
 
@@ -203,6 +204,8 @@ class PduModel:
             w.step(rng, dt)
         self.temperature.step(rng, dt)
         self.humidity.step(rng, dt)
+        for w in self.extra_walks.values():
+            w.step(rng, dt)
         self._derive(dt)
 
     def refresh(self) -> None:
@@ -257,6 +260,13 @@ class PduModel:
         ):
             v[(metric, extra)] = value
 
+    def _extra_walk(self, f: FieldDef, mean: float, sigma: float) -> _Walk:
+        key = (f.metric, f.labels)
+        if key not in self.extra_walks:
+            self.extra_walks[key] = _Walk(mean * self.rng.uniform(0.9, 1.1), sigma, 0.1)
+            self.extra_walks[key].value = self.extra_walks[key].mean
+        return self.extra_walks[key]
+
     def value(self, f: FieldDef) -> float:
         """The current true value for one profile field."""
         labels = f.labels
@@ -270,6 +280,11 @@ class PduModel:
             return self.temperature.value
         if f.metric == "sensor_humidity_ratio":
             return self.humidity.value
+        if f.metric == "fan_speed_rpm":
+            return self._extra_walk(f, 9000.0, 150.0).value
+        if f.metric == "psu_power_watts":
+            total = self.values[("inlet_power_watts", ())]
+            return total * 0.95 if "out" in dict(labels).get("sensor", "") else total
         key = (f.metric, labels)
         if key not in self.extra:
             self.extra[key] = self.rng.uniform(100, 1000)
@@ -389,7 +404,7 @@ class ModbusPduSimulator:
         self.rng = random.Random(seed if seed is not None else name)
         self.model = PduModel(self.fields, self.rng)
         self.serial_number = 10_000_000 + self.rng.randrange(89_999_999)
-        self.firmware = "4.0.40-sim"
+        self.firmware = "1.0-sim"
         self._info_regs = [(i, self._info_registers(i)) for i in self.profile.info_fields]
         self._faults: list[Fault] = []
         self.set_faults(faults)

@@ -139,3 +139,20 @@ async def test_rtu_over_tcp(drivers: Drivers) -> None:
         with pytest.raises(DeviceError) as ei:
             await drivers(sim.port, transport="rtu-over-tcp", profile="eastron-sdm630").poll()
         assert ei.value.reason == "protocol"
+
+
+async def test_orv3_psu_fixed_point_and_string_identity(drivers: Drivers) -> None:
+    async with ModbusPduSimulator("psu", profile="orv3-psu", transport="rtu-over-tcp", unit_id=200, seed=4) as sim:
+        sim.frozen = True
+        drv = drivers(sim.port, profile="orv3-psu", transport="rtu-over-tcp", unit_id=200)
+        res = await drv.poll()
+        got = {(r.metric, r.labels): r.value for r in res.readings}
+        assert got == sim.truth()
+        assert res.requests == 2 + 3  # two reads, plus model/serial/firmware strings once
+        assert (res.info.vendor, res.info.model, res.info.firmware) == ("OCP", "ORV3 PSU", "1.0-sim")
+        assert res.info.serial == f"SN{sim.serial_number}"
+        volts = got[("inlet_voltage_volts", (("inlet", "1"),))]
+        assert 220 < volts < 240 and volts * 64 == int(volts * 64)  # p6 fixed point: 1/64 V steps
+        assert 20 < got[("sensor_temperature_celsius", (("sensor", "inlet"),))] < 30
+        assert 7000 < got[("fan_speed_rpm", (("sensor", "fan0"),))] < 11000
+        assert (await drv.poll()).requests == 2
