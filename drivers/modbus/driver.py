@@ -223,14 +223,17 @@ class ModbusDriver(Driver):
         if self._link is not None:
             return self._link
         cfg = self.config
-        if cfg.transport == "rtu":
-            assert cfg.serial_port is not None
-            key = (id(asyncio.get_running_loop()), cfg.serial_port)
-            link = _SERIAL_LINKS.get(key)
-            if link is None:
-                link = _SERIAL_LINKS[key] = _Link(cfg, self.settings.timeout, key)
-        else:
-            link = _Link(cfg, self.settings.timeout)
+        try:
+            if cfg.transport == "rtu":
+                assert cfg.serial_port is not None
+                key = (id(asyncio.get_running_loop()), cfg.serial_port)
+                link = _SERIAL_LINKS.get(key)
+                if link is None:
+                    link = _SERIAL_LINKS[key] = _Link(cfg, self.settings.timeout, key)
+            else:
+                link = _Link(cfg, self.settings.timeout)
+        except (RuntimeError, TypeError, ValueError) as e:  # e.g. pyserial missing
+            raise DeviceError("connection", f"cannot set up {cfg.where()}: {e}") from None
         link.users += 1
         self._link = link
         return link
@@ -276,9 +279,11 @@ class ModbusDriver(Driver):
         except ModbusException as e:
             self._reset(link)
             raise DeviceError("protocol", f"read {read.describe()}: {self._why(e)}") from None
-        except (OSError, ValueError) as e:
+        except OSError as e:
             self._reset(link)
             raise DeviceError("connection", f"read {read.describe()}: {e}") from None
+        except ValueError as e:  # pymodbus refusing to encode the request: a planning bug
+            raise DeviceError("internal", f"read {read.describe()}: {e}") from None
         if resp.isError():
             code = getattr(resp, "exception_code", 0)
             name = EXCEPTION_NAMES.get(code, "unknown exception")
