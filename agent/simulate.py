@@ -54,7 +54,7 @@ async def start_rack(
         port = await sim.start()
         rack.handles.append(sim)
         rack.devices.append({"name": name, "driver": "modbus", "profile": "raritan-px-modbus",
-                             "host": "127.0.0.1", "port": port, "unit_id": 1})
+                             "host": "127.0.0.1", "port": port, "unit_id": 1, "max_repeat": outlets})
     if switches or snmp_pdus:
         from drivers.snmp.simulator import SnmpSimulator
 
