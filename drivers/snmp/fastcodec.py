@@ -163,9 +163,10 @@ _FROM = int.from_bytes
 _FIRST_ARCS: tuple[tuple[int, int], ...] = tuple(
     (0, b) if b < 40 else (1, b - 40) if b < 80 else (2, b - 80) for b in range(128)
 )
-# Polls repeat the same OIDs every interval, so decoded OIDs are shared via this cache.
+# Polls repeat the same OIDs every interval, so decoded OIDs are shared via this cache. An entry
+# costs about 250 bytes, so the bound keeps it under ~16 MB; past it the cache simply starts over.
 _OID_CACHE: dict[bytes, Oid] = {}
-_OID_CACHE_MAX = 200_000
+_OID_CACHE_MAX = 65_536
 
 
 def decode_oid(content: bytes, offset: int = 0) -> Oid:
@@ -187,14 +188,19 @@ def _decode_oid_uncached(c: bytes, offset: int) -> Oid:
     arcs: list[int] = []
     value = 0
     start = True
+    octets = 0
     for n, b in enumerate(c):
         if start and b == 0x80:
             raise CodecError(offset + n, "non-minimal OID sub-identifier (leading 0x80 octet)")
+        octets += 1
+        if octets > 5:  # SNMP arcs are 32-bit (RFC 2578 3.5); also bounds the work per packet
+            raise CodecError(offset + n, "OID sub-identifier longer than 5 octets (over 32 bits)")
         value = (value << 7) | (b & 0x7F)
         if b < 0x80:
             arcs.append(value)
             value = 0
             start = True
+            octets = 0
         else:
             start = False
     if not start:

@@ -172,6 +172,8 @@ class FastSession(SnmpSession):
         self._time = 0
         self._t_ref = 0.0
         self._keys: UsmKeys | None = None
+        self._engine_lock: asyncio.Lock | None = None
+        self._engine_lock_loop: asyncio.AbstractEventLoop | None = None
         self._salt = new_salt()
 
     # -- public interface ----------------------------------------------------------------------
@@ -418,7 +420,7 @@ class FastSession(SnmpSession):
         resynced = rediscovered = False
         while True:
             if self._engine_id is None:
-                await self._discover()
+                await self._ensure_engine()
             msg: V3Message = await self._exchange(kind, lambda mid: self._encode_v3(mid, make_pdu(mid)))
             pdu = msg.pdu
             if pdu.tag == REPORT:
@@ -458,6 +460,15 @@ class FastSession(SnmpSession):
             keys=self._keys,
             salt=self._salt,
         )
+
+    async def _ensure_engine(self) -> None:
+        """Discover the engine once even when several requests start together."""
+        loop = asyncio.get_running_loop()
+        if self._engine_lock is None or self._engine_lock_loop is not loop:
+            self._engine_lock, self._engine_lock_loop = asyncio.Lock(), loop
+        async with self._engine_lock:
+            if self._engine_id is None:
+                await self._discover()
 
     async def _discover(self) -> None:
         """RFC 3414 4: a noAuthNoPriv probe with an empty engine id draws a usmStatsUnknownEngineIDs report."""

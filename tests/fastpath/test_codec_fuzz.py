@@ -140,3 +140,10 @@ def test_malformed_varbinds_name_offset_and_expectation(raw: bytes, message: str
         fc.decode_message(_with_varbind(raw))
     assert message in str(e.value)
     assert e.value.request_id == 7  # read before the varbinds, so a transport can match the request
+
+
+def test_oversized_oid_arcs_are_rejected_quickly() -> None:
+    arc = b"\xff" * 20000 + b"\x7f"  # one enormous sub-identifier
+    with pytest.raises(fc.CodecError, match="longer than 5 octets"):
+        fc.decode_oid(b"\x2b" + arc)
+    assert fc.decode_oid(b"\x2b\x8f\xff\xff\xff\x7f") == (1, 3, 2**32 - 1)

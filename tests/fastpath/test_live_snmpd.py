@@ -219,7 +219,6 @@ async def test_unknown_user_and_low_security_level_are_auth_errors(snmpd: Snmpd)
 
 async def test_wrong_community_and_dead_port_time_out(snmpd: Snmpd) -> None:
 
-
     wrong = FastSession(snmpd.target(community="wrong", timeout=0.2, retries=1))
     dead = FastSession(wire.SnmpTarget("dead", "127.0.0.1", free_udp_port(), timeout=0.2, retries=1))
     for session in (wrong, dead):
@@ -241,3 +240,18 @@ async def test_v3_resyncs_time_and_rediscovers_engine(snmpd: Snmpd) -> None:
     assert await session.get([SYS_NAME]) == first
     assert session._engine_id != b"\x80\x00\x1f\x88\x80stale-engine"
     await session.close()
+
+
+async def test_concurrent_v3_requests_discover_once(snmpd: Snmpd) -> None:
+    session = FastSession(snmpd.v3_target("shaaes"))
+    discover, probes = session._discover, []
+
+    async def counted() -> None:
+        probes.append(1)
+        await discover()
+
+    session._discover = counted  # type: ignore[method-assign]
+    results = await asyncio.gather(*[session.get([SYS_NAME]) for _ in range(6)])
+    await session.close()
+    assert all(r == results[0] for r in results)
+    assert len(probes) == 1 and session.stray_packets == 0
