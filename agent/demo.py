@@ -20,10 +20,10 @@ from agent.simulate import rack_config, start_rack
 
 
 async def _start_broker() -> tuple[Any, str, int]:
-    from agent.mqtt_broker import start_broker
+    from agent.mqtt_broker import EmbeddedBroker, start_demo_broker
 
-    handle = await start_broker()
-    return handle, handle.kind, handle.port
+    handle = await start_demo_broker()
+    return handle, "embedded amqtt" if isinstance(handle, EmbeddedBroker) else "mosquitto", handle.port
 
 
 async def run_demo(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     except Exception as e:  # the demo still shows Prometheus and the status page without MQTT
         print(f"demo: no MQTT broker could be started ({e}); continuing without MQTT")
         kind, mport = "none", 0
-    rack = await start_rack(args.pdus, args.switches, snmp_pdus=2, port_base=25020,
+    rack = await start_rack(args.pdus, args.switches, snmp_pdus=2, port_base=0,
                             secrets_dir=work / "secrets")
     cfg = rack_config(rack, state_dir=str(work / "state"), listen=args.listen, mqtt_url=mqtt_url, interval="5s")
     cfg_path = work / "rackpulse.yaml"
@@ -68,4 +68,4 @@ Polls every 5 s; the first readings appear within a few seconds. Ctrl-C stops ev
         await rack.stop()
         if broker is not None:
             with contextlib.suppress(Exception):
-                await broker.stop()
+                await broker.aclose()

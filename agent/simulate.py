@@ -43,14 +43,18 @@ async def start_rack(
     port_base: int = 15020,
     secrets_dir: Path | None = None,
 ) -> SimulatedRack:
-    """Start ``pdus`` Modbus PDUs, ``switches`` switches and ``snmp_pdus`` SNMP PDUs on loopback."""
+    """Start ``pdus`` Modbus PDUs, ``switches`` switches and ``snmp_pdus`` SNMP PDUs on loopback.
+
+    Modbus PDUs listen on ``port_base``, ``port_base+1``, ...; the SNMP agent on ``port_base+100``.
+    A ``port_base`` of 0 picks free ports.
+    """
     from drivers.modbus.simulator import ModbusPduSimulator
 
     faults = faults or []
     rack = SimulatedRack()
     for i in range(1, pdus + 1):
         name = f"pdu-{i}"
-        sim = ModbusPduSimulator(name, port=port_base + i - 1, outlets=outlets, faults=faults_for(faults, name))
+        sim = ModbusPduSimulator(name, port=port_base + i - 1 if port_base else 0, outlets=outlets, faults=faults_for(faults, name))
         port = await sim.start()
         rack.handles.append(sim)
         rack.devices.append({"name": name, "driver": "modbus", "profile": "raritan-px-modbus",
@@ -61,7 +65,7 @@ async def start_rack(
         secrets = secrets_dir or Path(tempfile.mkdtemp(prefix="rackpulse-sim-"))
         secrets.mkdir(parents=True, exist_ok=True)
         rack.secrets_dir = secrets
-        snmp = SnmpSimulator(port=port_base + 100, faults=faults)
+        snmp = SnmpSimulator(port=port_base + 100 if port_base else 0, faults=faults)
         names: list[tuple[str, list[str]]] = []
         for i in range(1, switches + 1):
             snmp.add_switch(f"sw-{i}", ports=ports)
