@@ -14,6 +14,8 @@ ones and applies the bounds.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -87,13 +89,19 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.clock = clock
-        self.conn = connect(self.path)
+        self._lock = _lock(self.path)
+        try:
+            self.conn = connect(self.path)
+        except OSError:
+            os.close(self._lock)
+            raise
         try:
             self.conn.execute(_DDL)
             self.seqs = SeqStore(conn=self.conn)
             count, size = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM spool").fetchone()
         except sqlite3.Error as e:
             self.conn.close()
+            os.close(self._lock)
             raise OSError(f"cannot use the MQTT spool database {self.path}: {e}") from None
         self.count: int = count
         self.bytes: int = size
@@ -208,3 +216,28 @@ class Spool:
     def close(self) -> None:
         """Close the database; committed messages stay for the next start."""
         self.conn.close()
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+def _lock(db: Path) -> int:
+    """Hold an exclusive lock next to the database: two writers would hand out the same seqs.
+
+    The kernel drops the lock when the process dies, so ``kill -9`` never leaves it stale.
+    """
+    path = db.with_suffix(".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise OSError(f"cannot open the MQTT spool database {db}: {e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OSError(
+            f"the MQTT spool {db} is in use by another rackpulse publisher; "
+            "each agent needs its own state_dir"
+        ) from None
+    return fd

@@ -114,3 +114,11 @@ def test_unusable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     db_path(bad).write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(OSError, match="MQTT spool database"):
         Spool(bad, max_bytes=1000, max_age=10)
+
+
+def test_one_writer_per_state_dir(tmp_path: Path) -> None:
+    s = Spool(tmp_path, max_bytes=1000, max_age=10)
+    with pytest.raises(OSError, match="in use by another rackpulse publisher"):
+        Spool(tmp_path, max_bytes=1000, max_age=10)
+    s.close()
+    Spool(tmp_path, max_bytes=1000, max_age=10).close()
