@@ -169,15 +169,23 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the config must be a YAML mapping"])
     problems: list[str] = []
+    raw_devices = raw.get("devices") or []
+    top: TopConfig | None = None
     try:
-        top = TopConfig.model_validate(raw)
+        top = TopConfig.model_validate({**raw, "devices": raw_devices if isinstance(raw_devices, list) else []})
     except ValidationError as e:
-        raise ConfigError(validation_problems(e)) from None
+        problems.extend(validation_problems(e))
+    if not isinstance(raw_devices, list):
+        problems.append("devices: must be a list of devices")
+        raw_devices = []
     reg = plugins()
     devices: list[DeviceConfigBase] = []
     seen: set[str] = set()
-    for i, d in enumerate(top.devices):
+    for i, d in enumerate(raw_devices):
         where = f"devices[{i}]"
+        if not isinstance(d, dict):
+            problems.append(f"{where}: must be a mapping with name, driver, ...")
+            continue
         drv = d.get("driver")
         if drv not in reg:
             problems.append(f"{where}.driver: {drv!r} is not one of {sorted(reg)}")
@@ -191,7 +199,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             problems.append(f"{where}.name: duplicate device name {dev.name!r}")
         seen.add(dev.name)
         devices.append(dev)
-    if problems:
+    if problems or top is None:
         raise ConfigError(problems)
     return Config(top=top, devices=tuple(devices), source=source)
 

@@ -50,6 +50,8 @@ def validation_problems(err: ValidationError, prefix: str = "") -> list[str]:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] in ("literal_error", "enum"):
+            msg = f"{e['input']!r} is not one of {e.get('ctx', {}).get('expected', '')}"
         lines.append(f"{path or '(top)'}: {msg}")
     return lines
 
