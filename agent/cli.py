@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 from agent import __version__
 from agent.config import default_path, load_config
@@ -19,10 +19,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import Daemon
     from agent.logs import setup_logging
 
-    fmt, level = "logfmt", "info"
+    fmt: Literal["logfmt", "json"] = "logfmt"
+    level = "info"
     try:
         cfg = load_config(args.config, check_profiles=False)
-        fmt, level = cfg.top.agent.log_format, cfg.top.agent.log_level
+        fmt = "json" if cfg.top.agent.log_format == "json" else "logfmt"
+        level = cfg.top.agent.log_level
     except ConfigError:
         pass  # the daemon reports the problems itself, after logging is set up
     setup_logging(fmt, level)

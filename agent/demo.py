@@ -7,7 +7,6 @@ amqtt broker (the ``demo`` extra), only for the demo.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import shutil
 import tempfile

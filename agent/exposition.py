@@ -106,7 +106,8 @@ class PromStore:
                 if lines is None:
                     lines = parts[r.metric] = []
                 lines.append(blk.prefix(r.metric, r.labels) + fmt_value(r.value))
-            parts["device_poll_requests"] = [blk.prefix("device_poll_requests", ()) + fmt_value(outcome.result.requests)]
+            requests = fmt_value(outcome.result.requests)
+            parts["device_poll_requests"] = [blk.prefix("device_poll_requests", ()) + requests]
         self._device_series(blk, st, parts)
         blk.families = {m: "\n".join(lines) + "\n" for m, lines in parts.items()}
         self._blocks[st.name] = blk  # one atomic swap; the scrape thread sees old or new

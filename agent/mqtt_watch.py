@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import aiomqtt
@@ -21,10 +22,8 @@ def main() -> None:
     """Entry point."""
     if len(sys.argv) < 3:
         sys.exit("usage: python -m agent.mqtt_watch HOST PORT [TOPIC]")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(watch(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "rackpulse/#"))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ async def start_rack(
     rack = SimulatedRack()
     for i in range(1, pdus + 1):
         name = f"pdu-{i}"
-        sim = ModbusPduSimulator(name, port=port_base + i - 1 if port_base else 0, outlets=outlets, faults=faults_for(faults, name))
+        port = port_base + i - 1 if port_base else 0
+        sim = ModbusPduSimulator(name, port=port, outlets=outlets, faults=faults_for(faults, name))
         port = await sim.start()
         rack.handles.append(sim)
         rack.devices.append({"name": name, "driver": "modbus", "profile": "raritan-px-modbus",

@@ -92,7 +92,7 @@ class RackpulseProcess:
         assert code == 200
         return body.decode()
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         assert self.proc
         self.proc.send_signal(sig)
 
