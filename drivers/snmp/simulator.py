@@ -516,7 +516,7 @@ def _convert(tag: int, text: str, hexed: bool, where: str) -> Any:
             return None
         if tag == wire.TIMETICKS and text.startswith("("):
             text = text[1:text.index(")")]
-        m = re.fullmatch(r"\s*[A-Za-z_-]*\(?(-?\d+)\)?\s*", text)  # also 'up(1)' from MIB-aware snmpwalk
+        m = re.fullmatch(r"\s*(?:[A-Za-z][\w-]*\()?(-?\d+)\)?\s*", text)  # also 'up(1)' from MIB-aware snmpwalk
         if not m:
             raise ValueError(f"{text!r} is not an integer")
         return int(m.group(1))
