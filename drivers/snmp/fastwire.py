@@ -3,9 +3,10 @@
 It implements GET and multi-column GETBULK walks (GETNEXT for v1) for SNMP v1, v2c and v3/USM,
 with request matching, per-attempt timeouts and retries, and SNMPv3 engine discovery and time
 synchronisation (RFC 3414 section 4). Failures surface as ``DeviceError`` with a reason from
-``drivers.errors``: ``timeout``, ``auth``, ``no_such_object``, ``exception`` (the agent answered
-with an error-status), ``protocol`` (an answer that breaks SNMP rules), ``decode`` (an answer
-that cannot be parsed) and ``connection`` (the socket cannot be opened).
+``drivers.errors``, mapped as the pysnmp reference session maps them: ``timeout``, ``auth``
+(USM reports, noAccess, authorizationError), ``no_such_object`` (noSuchName), ``protocol`` (any
+other error-status, or an answer that breaks SNMP rules), ``decode`` (an answer that cannot be
+parsed) and ``connection`` (the socket cannot be opened or was closed).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ _REPORTS: dict[Oid, tuple[str, str]] = {
     UNSUPPORTED_SEC_LEVELS: ("auth", "usmStatsUnsupportedSecLevels: the user does not allow this security level"),
     NOT_IN_TIME_WINDOWS: ("auth", "usmStatsNotInTimeWindows: engine time could not be synchronised"),
     UNKNOWN_USER_NAMES: ("auth", "usmStatsUnknownUserNames: the agent does not know this user"),
-    UNKNOWN_ENGINE_IDS: ("protocol", "usmStatsUnknownEngineIDs: engine discovery did not converge"),
+    UNKNOWN_ENGINE_IDS: ("auth", "usmStatsUnknownEngineIDs: engine discovery did not converge"),
     WRONG_DIGESTS: ("auth", "usmStatsWrongDigests: wrong auth key or auth protocol"),
     DECRYPTION_ERRORS: ("auth", "usmStatsDecryptionErrors: wrong privacy key or privacy protocol"),
     (1, 3, 6, 1, 6, 3, 11, 2, 1, 1, 0): ("protocol", "snmpUnknownSecurityModels"),
@@ -299,7 +300,8 @@ class FastSession(SnmpSession):
         where = ""
         if 1 <= pdu.error_index <= len(oids):
             where = f" at {format_oid(oids[pdu.error_index - 1])}"
-        reason = "no_such_object" if status == NO_SUCH_NAME else "auth" if status in (6, 16) else "exception"
+        # Same mapping as the pysnmp reference session, so metrics do not depend on the engine.
+        reason = "no_such_object" if status == NO_SUCH_NAME else "auth" if status in (6, 16) else "protocol"
         return DeviceError(reason, f"{self._target}: {kind} failed with {name}{where}")
 
     # -- request/response ----------------------------------------------------------------------

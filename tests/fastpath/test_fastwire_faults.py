@@ -162,7 +162,7 @@ async def test_other_community_is_protocol_error(agent: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"), [(5, "exception"), (16, "auth"), (6, "auth"), (2, "no_such_object"), (3, "exception")]
+    ("status", "reason"), [(5, "protocol"), (16, "auth"), (6, "auth"), (2, "no_such_object"), (3, "protocol")]
 )
 async def test_error_status_reasons(agent: Any, status: int, reason: str) -> None:
     session, _ = await agent(lambda req: [(0, answer(req, [(o, v2c.Null()) for o in req.oids], status=status,
