@@ -18,6 +18,8 @@ RP=/opt/rackpulse/bin/rackpulse
 id rackpulse >/dev/null 2>&1 || { echo "FATAL: no user rackpulse; docs/deploy.md step 3" >&2; exit 1; }
 for b in mosquitto curl unshare nsenter; do command -v $b >/dev/null || { echo "FATAL: $b missing" >&2; exit 1; }; done
 
+private_tmps() { ls -d /tmp/systemd-private-*-rackpulse.service-* /var/tmp/systemd-private-*-rackpulse.service-* 2>/dev/null || true; }
+BEFORE=$(private_tmps)
 W=$(mktemp -d /tmp/rackpulse-trial.XXXXXX)
 chmod 755 "$W"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -34,6 +36,8 @@ cleanup() {
       [ -d "$c" ] && [ -z "$(cat "$c/cgroup.procs" 2>/dev/null)" ] && rmdir "$c" 2>/dev/null
     done
   done
+  # PrivateTmp= directories outlive a manager that exits instead of shutting down.
+  for t in $(private_tmps); do grep -qxF "$t" <<<"$BEFORE" || rm -rf "$t"; done
   rm -rf "$W"
 }
 trap cleanup EXIT
