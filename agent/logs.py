@@ -115,6 +115,54 @@ def register_secret(value: str | bytes | None) -> None:
                 _SECRETS.add(form)
 
 
+_SECRET_STEMS = ("password", "community", "key", "secret", "token")
+
+
+def _secret_sources(model: object, seen: set[int]) -> Iterable[tuple[str | None, str | None, str]]:
+    """(file, env, what) for every ``<stem>_file``/``<stem>_env`` secret in a model tree."""
+    if id(model) in seen:
+        return
+    seen.add(id(model))
+    fields = getattr(type(model), "model_fields", None)
+    if isinstance(model, list | tuple):
+        for item in model:
+            yield from _secret_sources(item, seen)
+        return
+    if not fields:
+        return
+    names = set(fields)
+    stems = {n.rsplit("_", 1)[0] for n in names if n.endswith(("_file", "_env"))}
+    for stem in stems:
+        if any(word in stem for word in _SECRET_STEMS):
+            yield getattr(model, f"{stem}_file", None), getattr(model, f"{stem}_env", None), stem
+    for n in names:
+        yield from _secret_sources(getattr(model, n, None), seen)
+
+
+def register_config_secrets(*models: object) -> int:
+    """Register every secret a config names (password, community, key files and variables).
+
+    Pass the validated config models (e.g. ``cfg.top`` and ``*cfg.devices``). Unreadable
+    secrets are skipped: the config loader reports those. Returns how many were registered.
+    """
+    from drivers.config import read_secret  # the same reader the drivers use
+
+    count = 0
+    seen: set[int] = set()
+    for model in models:
+        for file, env, what in _secret_sources(model, seen):
+            if not file and not env:
+                continue
+            try:
+                value = read_secret(file, env, what)
+            except ValueError:
+                continue
+            if value:
+                register_secret(value)
+                count += 1
+    return count
+
+
 def clear_secrets() -> None:
     """Forget every registered secret (for tests)."""
     _SECRETS.clear()

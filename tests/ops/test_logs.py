@@ -235,3 +235,35 @@ def test_secret_in_repr_form_is_redacted() -> None:
     out = buf.getvalue()
     assert secret not in out and repr(secret)[1:-1] not in out and "secret" not in out
     assert out.count("***") == 2
+
+
+def test_register_config_secrets_from_a_real_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.config import parse_config
+    from agent.logs import register_config_secrets
+
+    (tmp_path / "mqtt.pass").write_text("mqtt-pw-123\n")
+    (tmp_path / "pdu.community").write_text("pdu-comm-456\n")
+    (tmp_path / "tor.auth").write_text("tor-auth-789\n")
+    monkeypatch.setenv("TOR_PRIV", "tor-priv-000")
+    cfg = parse_config(f"""
+site: dc1
+rack: r42
+mqtt: {{url: "mqtt://127.0.0.1:1883", username: u, password_file: {tmp_path}/mqtt.pass,
+        ca_file: {tmp_path}/missing-ca.pem}}
+devices:
+  - {{name: pdu-b, driver: snmp, profile: apc-rpdu2, host: 127.0.0.1, community_file: {tmp_path}/pdu.community}}
+  - name: tor-1
+    driver: snmp
+    profiles: [if-mib]
+    host: 127.0.0.1
+    version: 3
+    v3: {{user: monitor, auth_protocol: SHA256, auth_key_file: {tmp_path}/tor.auth,
+          priv_protocol: AES, priv_key_env: TOR_PRIV}}
+  - {{name: pdu-a, driver: modbus, profile: raritan-px-modbus, host: 127.0.0.1}}
+""")
+    assert register_config_secrets(cfg.top, *cfg.devices) == 4
+    buf = io.StringIO()
+    setup_logging("logfmt", "info", stream=buf, env={})
+    get_logger("t").info("dump", a="mqtt-pw-123", b="pdu-comm-456", c="tor-auth-789", d="tor-priv-000",
+                         user="monitor")
+    assert buf.getvalue().count("***") == 4 and "user=monitor" in buf.getvalue()
