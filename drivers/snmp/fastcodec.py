@@ -685,10 +685,14 @@ class UsmKeys:
     priv: PrivProtocol | None
     priv_key: bytes
     _hmac: Any = field(init=False, repr=False, default=None)
+    _cipher: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if self.auth is not None:
             self._hmac = hmac.new(self.auth_key, digestmod=self.auth.hash_name)
+        if self.priv is not None:  # the key schedule is per key, not per message
+            key = self.priv_key
+            self._cipher = TripleDES(key[:8] * 3) if self.priv.cipher == "des" else algorithms.AES(key)
 
     @property
     def flags(self) -> int:
@@ -711,11 +715,11 @@ class UsmKeys:
             priv_params = (boots & 0xFFFFFFFF).to_bytes(4, "big") + (salt & 0xFFFFFFFF).to_bytes(4, "big")
             iv = bytes(a ^ b for a, b in zip(priv_params, key[8:16], strict=True))
             pad = -len(plaintext) % 8
-            enc = Cipher(TripleDES(key[:8] * 3), modes.CBC(iv)).encryptor()
+            enc = Cipher(self._cipher, modes.CBC(iv)).encryptor()
             return enc.update(plaintext + b"\0" * pad) + enc.finalize(), priv_params
         priv_params = (salt & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")  # RFC 3826 3.1.2.1
         iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + priv_params
-        enc = Cipher(algorithms.AES(key), CFB(iv)).encryptor()
+        enc = Cipher(self._cipher, CFB(iv)).encryptor()
         return enc.update(plaintext) + enc.finalize(), priv_params
 
     def decrypt(self, ciphertext: bytes, boots: int, time: int, priv_params: bytes) -> bytes:
@@ -729,10 +733,10 @@ class UsmKeys:
             if len(ciphertext) % 8:
                 raise ValueError(f"DES ciphertext of {len(ciphertext)} octets is not a multiple of 8")
             iv = bytes(a ^ b for a, b in zip(priv_params, key[8:16], strict=True))
-            dec = Cipher(TripleDES(key[:8] * 3), modes.CBC(iv)).decryptor()
+            dec = Cipher(self._cipher, modes.CBC(iv)).decryptor()
         else:
             iv = boots.to_bytes(4, "big") + time.to_bytes(4, "big") + priv_params
-            dec = Cipher(algorithms.AES(key), CFB(iv)).decryptor()
+            dec = Cipher(self._cipher, CFB(iv)).decryptor()
         return dec.update(ciphertext) + dec.finalize()
 
 
