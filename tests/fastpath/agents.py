@@ -24,13 +24,14 @@ from drivers.snmp.wire import Oid, VarBind, format_oid, parse_oid
 
 COMMUNITY = "fastpath"
 # name -> (auth protocol, auth key, priv protocol, priv key), with snmpd's spelling derived below.
-USERS: dict[str, tuple[str, str, str | None, str | None]] = {
+USERS: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
     "shaaes": ("SHA", "authpass-sha1", "AES", "privpass-aes128"),
     "sha256aes256": ("SHA256", "authpass-sha256", "AES256", "privpass-aes256"),
     "sha1aes256": ("SHA", "authpass-sha1b", "AES256", "privpass-aes256b"),  # needs key extension
     "md5des": ("MD5", "authpass-md5", "DES", "privpass-des"),
     "sha512aes192": ("SHA512", "authpass-sha512", "AES192", "privpass-aes192"),
     "authonly": ("SHA256", "authpass-only", None, None),
+    "noauth": (None, None, None, None),
 }
 _NETSNMP = {"SHA256": "SHA-256", "SHA512": "SHA-512", "AES256": "AES-256", "AES192": "AES-192"}
 
@@ -75,10 +76,12 @@ class Snmpd:
 def _config(tmp: Path) -> str:
     lines = [f"[snmp] persistentDir {tmp / 'persist'}", f"rocommunity {COMMUNITY} 127.0.0.1"]
     for user, (auth, akey, priv, pkey) in USERS.items():
-        line = f"createUser {user} {netsnmp_name(auth)} {akey}"
+        line = f"createUser {user}"
+        if auth:
+            line += f" {netsnmp_name(auth)} {akey}"
         if priv:
             line += f" {netsnmp_name(priv)} {pkey}"
-        lines += [line, f"rouser {user} {'priv' if priv else 'auth'}"]
+        lines += [line, f"rouser {user} {'priv' if priv else 'auth' if auth else 'noauth'}"]
     return "\n".join(lines) + "\n"
 
 

@@ -54,7 +54,7 @@ def _pysnmp_auth(user: str | None) -> Any:
     if user is None:
         return CommunityData(COMMUNITY, mpModel=1)
     auth, akey, priv, pkey = USERS[user]
-    kw: dict[str, Any] = {"authKey": akey, "authProtocol": PYSNMP_AUTH[auth]}
+    kw: dict[str, Any] = {"authKey": akey, "authProtocol": PYSNMP_AUTH[auth]} if auth else {}
     if priv:
         kw.update(privKey=pkey, privProtocol=PYSNMP_PRIV[priv])
     return UsmUserData(user, **kw)
@@ -80,7 +80,9 @@ def _netsnmp_args(snmpd: Snmpd, user: str | None = None) -> list[str]:
     if user is None:
         return ["-v2c", "-c", COMMUNITY, f"127.0.0.1:{snmpd.port}"]
     auth, akey, priv, pkey = USERS[user]
-    args = ["-v3", "-u", user, "-a", netsnmp_name(auth), "-A", akey, "-l", "authPriv" if priv else "authNoPriv"]
+    args = ["-v3", "-u", user, "-l", "authPriv" if priv else "authNoPriv" if auth else "noAuthNoPriv"]
+    if auth and akey:
+        args += ["-a", netsnmp_name(auth), "-A", akey]
     if priv and pkey:
         args += ["-x", netsnmp_name(priv), "-X", pkey]
     return [*args, f"127.0.0.1:{snmpd.port}"]
