@@ -2,11 +2,12 @@
 
 Why this exists: polling switches means decoding many thousands of varbinds per interval, and
 pysnmp spends most of its CPU (about 70% in profiles) inside pyasn1's generic BER decoder, which
-makes it cost several times more CPU per varbind than snmp_exporter or Net-SNMP's tools. This module decodes and encodes exactly the
-subset the agent uses (SNMP v1/v2c messages and SNMPv3 messages with USM; GET, GETNEXT, GETBULK,
-Response and Report PDUs; HMAC-MD5/SHA-1/SHA-2 authentication; DES and AES privacy) with direct
-byte slicing and ``int.from_bytes``, in a single pass over each PDU and without building generic
-ASN.1 objects. It is checked against pysnmp/pyasn1 by property tests. pysnmp remains the
+makes it cost several times more CPU per varbind than snmp_exporter or Net-SNMP's tools. This
+module decodes and encodes exactly the subset the agent uses (SNMP v1/v2c messages and SNMPv3
+messages with USM; GET, GETNEXT, GETBULK, Response and Report PDUs; HMAC-MD5/SHA-1/SHA-2
+authentication; DES and AES privacy) with direct byte slicing and ``int.from_bytes``, in a single
+pass over each PDU and without building generic ASN.1 objects. It is checked against
+pysnmp/pyasn1 by property tests. pysnmp remains the
 reference implementation and the engine for everything not covered here (SET, traps, other
 security models, MIB resolution); nothing in this module is more authoritative than pysnmp.
 
