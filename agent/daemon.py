@@ -22,6 +22,7 @@ from agent import __version__
 from agent.config import Config, load_config
 from agent.exposition import PromStore
 from agent.http import HttpHooks, HttpServer
+from agent.logs import register_config_secrets
 from agent.results import DeviceState, PollOutcome
 from agent.scheduler import Scheduler
 from drivers.errors import ConfigError
@@ -181,6 +182,7 @@ class Daemon:
             for p in e.problems:
                 log.error("config_invalid problem=%r", p)
             return 2
+        register_config_secrets(cfg.top, *cfg.devices)
         self.cfg = cfg
         self._agent_metrics(cfg)
         self.store = PromStore(cfg.site, cfg.rack, self.registry)
@@ -233,13 +235,16 @@ class Daemon:
         return 0
 
     async def _watchdog(self) -> None:
-        """Ping systemd's watchdog while the loop runs; a stalled loop stops pinging by itself."""
+        """Ping systemd's watchdog only while the scheduler makes progress; a stalled loop stops too."""
         interval = self.notifier.watchdog_interval()
         if not interval:
             return
         while True:
-            self.notifier.ping()
-            await asyncio.sleep(interval / 2)
+            if self.scheduler is None or self.scheduler.healthy():
+                self.notifier.ping()
+            else:
+                log.error("scheduler_stalled: withholding the watchdog ping so systemd restarts us")
+            await asyncio.sleep(interval)
 
     async def reload(self) -> None:
         """Re-read the config; apply device changes; keep the old config if the new one is bad."""
@@ -248,6 +253,7 @@ class Daemon:
             try:
                 cfg = load_config(self.config_path)
                 drivers = cfg.build_drivers()
+                register_config_secrets(cfg.top, *cfg.devices)
             except ConfigError as e:
                 for p in e.problems:
                     log.error("reload_rejected problem=%r", p)

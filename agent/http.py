@@ -84,6 +84,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scraper hanging up mid-response is routine; anything else is logged once, without stderr noise."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        log.error("http_error client=%s error=%r", client_address[0] if client_address else "?", exc)
+
     def __init__(self, addr: tuple[str, int], hooks: HttpHooks) -> None:
         self.hooks = hooks
         super().__init__(addr, _Handler)

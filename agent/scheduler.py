@@ -179,11 +179,22 @@ class Scheduler:
         self.pollers: dict[str, DevicePoller] = {}
         self.lag = LagTracker()
         self._closing: set[asyncio.Task[None]] = set()
+        self.last_progress = time.monotonic()
 
     def offset_for(self, name: str, interval: float) -> float:
         return start_offset(name, interval) if self.spread_start else 0.0
 
+    def healthy(self) -> bool:
+        """True while polls keep finishing: some poll ended within three of the longest cycles."""
+        if not self.pollers:
+            return True
+        worst = max(p.driver.settings.interval + p.driver.settings.timeout * (p.driver.settings.retries + 1)
+                    for p in self.pollers.values())
+        dead = [p for p in self.pollers.values() if p.task is not None and p.task.done() and not p.task.cancelled()]
+        return not dead and time.monotonic() - self.last_progress < 3 * worst + 5
+
     def dispatch(self, outcome: PollOutcome) -> None:
+        self.last_progress = time.monotonic()
         for listener in self.listeners:
             try:
                 listener.on_poll(outcome)

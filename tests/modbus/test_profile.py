@@ -63,7 +63,7 @@ def test_repeat_start(tmp_path: Path) -> None:
     [
         (lambda d: d["registers"][0].update(metric="inlet_volts"),
          "registers[0].metric: Value error, unknown metric 'inlet_volts'"),
-        (lambda d: d["registers"][0].update(type="flaot32"), "registers[0].type: Input should be 'int16'"),
+        (lambda d: d["registers"][0].update(type="flaot32"), "registers[0].type: 'flaot32' is not one of 'int16'"),
         (lambda d: d["registers"][0].update(labels={"port": "1"}),
          "label 'port' is not a label of inlet_voltage_volts"),
         (lambda d: d["registers"][1]["labels"].update(outlet="{m}"), "bad template '{m}'"),
@@ -120,8 +120,8 @@ def test_config_errors_carry_device_and_register_paths() -> None:
            "registers": [{"address": 0, "type": "flaot32", "metric": "inlet_power_watts"}]}
     with pytest.raises(ConfigError) as ei:
         parse_config(config_text(good, bad))
-    assert any(p.startswith("devices[1].registers[0].type: Input should be 'int16'") for p in ei.value.problems), \
-        ei.value.problems
+    want = "devices[1].registers[0].type: 'flaot32' is not one of 'int16'"
+    assert any(p.startswith(want) for p in ei.value.problems), ei.value.problems
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_config_errors_carry_device_and_register_paths() -> None:
         ({"unit_id": 300}, "devices[0].unit_id: Input should be less than or equal to 247"),
         ({"max_registers": 200}, "devices[0].max_registers: Input should be less than or equal to 125"),
         ({"transport": "rtu"}, "transport 'rtu' needs serial_port"),
-        ({"transport": "udp"}, "devices[0].transport: Input should be 'tcp', 'rtu-over-tcp' or 'rtu'"),
+        ({"transport": "udp"}, "devices[0].transport: 'udp' is not one of 'tcp', 'rtu-over-tcp' or 'rtu'"),
         ({"parity": "X"}, "devices[0].parity"),
         ({"profile": None}, "give a 'profile' (or 'profiles') or an inline 'registers' list"),
         ({"registers": [{"address": 1, "type": "uint16", "metric": "nope"}]}, "devices[0].registers[0].metric"),
