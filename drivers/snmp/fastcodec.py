@@ -7,9 +7,9 @@ module decodes and encodes exactly the subset the agent uses (SNMP v1/v2c messag
 messages with USM; GET, GETNEXT, GETBULK, Response and Report PDUs; HMAC-MD5/SHA-1/SHA-2
 authentication; DES and AES privacy) with direct byte slicing and ``int.from_bytes``, in a single
 pass over each PDU and without building generic ASN.1 objects. It is checked against
-pysnmp/pyasn1 by property tests. pysnmp remains the
-reference implementation and the engine for everything not covered here (SET, traps, other
-security models, MIB resolution); nothing in this module is more authoritative than pysnmp.
+pysnmp/pyasn1 by property tests. pysnmp remains the reference implementation and the engine for
+everything not covered here (SET, traps, other security models, MIB resolution); nothing in this
+module is more authoritative than pysnmp.
 
 Decoding is strict about structure and raises :class:`CodecError` (a ``ValueError``) naming the
 byte offset and what was expected; it never lets IndexError or similar escape. It is lenient in
