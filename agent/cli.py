@@ -121,6 +121,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
             return 0
         for name, doc in lib.names().items():
             src = doc.data.get("source", "")
+            if isinstance(src, list) and src:
+                src = src[0].get("mib", src[0]) if isinstance(src[0], dict) else src[0]
             where = "built-in" if doc.path.parent == lib.dirs[-1] else str(doc.path.parent)
             print(f"{name:<22} {doc.driver:<7} {where:<10} {str(src)[:70]}")
     except ProfileError as e:

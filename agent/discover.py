@@ -27,7 +27,8 @@ async def discover_modbus(host: str, port: int, unit_id: int) -> list[tuple[str,
             continue
         try:
             cfg = plugin.config_model.model_validate(
-                {"name": "probe", "driver": "modbus", "profile": name, "host": host, "port": port, "unit_id": unit_id})
+                {"name": "probe", "driver": "modbus", "profile": name, "host": host, "port": port, "unit_id": unit_id,
+                 "max_repeat": 1})  # probe one outlet block: units differ in outlet count
             drv = plugin.create(cfg, lib, PollSettings(interval=10, timeout=2, retries=0))
         except (ProfileError, ValueError):
             continue
