@@ -190,7 +190,12 @@ class Daemon:
         if cfg.top.mqtt is not None:
             from agent.mqtt import MqttPublisher
 
-            self.mqtt = MqttPublisher(cfg.site, cfg.rack, cfg.top.agent.name, cfg.top.mqtt, cfg.top.agent.state_dir)
+            try:
+                self.mqtt = MqttPublisher(cfg.site, cfg.rack, cfg.top.agent.name, cfg.top.mqtt,
+                                          cfg.top.agent.state_dir)
+            except OSError as e:
+                log.error("mqtt_spool_unusable state_dir=%s error=%r", cfg.top.agent.state_dir, str(e))
+                return 1
             listeners.append(self.mqtt)
         self.scheduler = Scheduler(cfg.top.agent.max_concurrency, listeners)
         self.scheduler.lag.observers.append(self.lag_hist.observe)
