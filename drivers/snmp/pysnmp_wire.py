@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.entity import config as pconfig
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -93,7 +95,7 @@ class _EnginePool:
 
     def engine(self, index: int) -> SnmpEngine:
         while len(self.engines) <= index:
-            self.engines.append(SnmpEngine())
+            self.engines.append(_new_engine())
             self.claims.append({})
         return self.engines[index]
 
@@ -125,6 +127,28 @@ class _EnginePool:
             e.close_dispatcher()
         self.engines.clear()
         self.claims.clear()
+
+
+RECEIVE_BUFFER = 4 * 1024 * 1024  # the kernel caps it at net.core.rmem_max
+
+
+def _new_engine() -> SnmpEngine:
+    """An engine whose IPv4 socket has a large receive buffer.
+
+    Many devices answering at once (dozens of GETBULK responses of several KiB) overflow the
+    default ~200 KiB buffer while the loop is busy decoding, and a dropped answer costs a timeout.
+    """
+    engine = SnmpEngine()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind(("0.0.0.0", 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        return engine  # pysnmp opens its own socket on first use
+    pconfig.add_transport(engine, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_server_mode(sock=sock))
+    return engine
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _EnginePool] = weakref.WeakKeyDictionary()

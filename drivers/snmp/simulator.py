@@ -13,6 +13,10 @@ with power). Faults come from drivers.simfaults: ``timeout``/``drop`` (never ans
 ``garbage`` (a malformed datagram instead of the answer), ``wrong-community`` (the device's community
 or context is refused, so requests go unanswered, as real agents do) and ``truncate=N`` (tables end
 after N rows). Every SET is recorded in ``.sets`` and refused with notWritable.
+
+pysnmp's engine answers SNMPv3 and v1. SNMPv2c requests, the bulk of a benchmark, are answered
+on a fast path in the same UDP transport (decoded and encoded with drivers.snmp.fastcodec), which
+costs a fraction of pysnmp's per-varbind CPU; ``fast_v2c=False`` sends them through pysnmp too.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.proto.api import v2c
 
 from drivers.simfaults import Fault, faults_for
-from drivers.snmp import wire
+from drivers.snmp import fastcodec, wire
 from drivers.snmp.wire import Oid, format_oid, parse_oid
 
 Index = tuple[int, ...]
@@ -695,37 +699,12 @@ class _Bulk(_Responder):
     SUPPORTED_PDU_TYPES = (rfc1905.GetBulkRequestPDU.tagSet,)
 
     def varbinds(self, dev: SimDevice, pdu: Any, v1: bool) -> list[tuple[Any, Any]]:
-        now = self.sim.clock()
         req = [tuple(n) for n, _ in v2c.apiPDU.get_varbinds(pdu)]
-        n = min(max(0, int(v2c.apiBulkPDU.get_non_repeaters(pdu))), len(req))
-        m = max(0, int(v2c.apiBulkPDU.get_max_repetitions(pdu)))
-        cap = self.sim.max_response_varbinds
-        out: list[tuple[Any, Any]] = []
-
-        def step(oid: Oid) -> tuple[Oid, tuple[Any, Any]]:
-            nxt = dev.next(oid, now)
-            if nxt is None:
-                return oid, (rfc1902.ObjectName(oid), rfc1905.endOfMibView)
-            return nxt[0], (rfc1902.ObjectName(nxt[0]), _asn1(nxt[1]))
-
-        for oid in req[:n]:
-            out.append(step(oid)[1])
-        cursors = req[n:]
-        if cursors:
-            m = min(m, max(1, (cap - n) // len(cursors)))
-        for _ in range(m):
-            if len(out) >= cap and out:
-                break
-            ended = 0
-            for k, oid in enumerate(cursors):
-                nxt_oid, vb = step(oid)
-                if vb[1] is rfc1905.endOfMibView:
-                    ended += 1
-                cursors[k] = nxt_oid
-                out.append(vb)
-            if ended == len(cursors):
-                break
-        return out
+        vbs = _bulk_varbinds(dev, req, int(v2c.apiBulkPDU.get_non_repeaters(pdu)),
+                             int(v2c.apiBulkPDU.get_max_repetitions(pdu)), self.sim.max_response_varbinds,
+                             self.sim.clock())
+        return [(rfc1902.ObjectName(o), rfc1905.endOfMibView if t == wire.END_OF_MIB_VIEW else _asn1((t, v)))
+                for o, t, v in vbs]
 
 
 class _Set(_Responder):
@@ -741,6 +720,51 @@ class _Set(_Responder):
         if dev is None or dev.fault("timeout") or dev.fault("wrong-community"):
             return
         self.respond(snmpEngine, stateReference, vbs, status=17, index=1)  # notWritable: read-only by design
+
+
+class _Transport(udp.UdpAsyncioTransport):
+    """pysnmp's UDP transport, with SNMPv2c requests answered before they reach the engine."""
+
+    def __init__(self, sim: SnmpSimulator) -> None:
+        super().__init__()
+        self.sim = sim
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
+        if self.sim.fast_v2c and self.sim.answer_v2c(datagram, transportAddress, self):
+            return
+        super().datagram_received(datagram, transportAddress)
+
+    def reply(self, data: bytes, address: Any) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, address)
+
+
+def _bulk_varbinds(dev: SimDevice, oids: list[Oid], non_repeaters: int, max_reps: int, cap: int,
+                   now: float, v1: bool = False) -> list[tuple[Oid, int, Any]]:
+    """GETBULK semantics (RFC 3416 4.2.3) over a device, as (oid, tag, value) triples."""
+    out: list[tuple[Oid, int, Any]] = []
+
+    def step(oid: Oid) -> tuple[Oid, int, Any]:
+        nxt = dev.next(oid, now, v1)
+        return (oid, wire.END_OF_MIB_VIEW, None) if nxt is None else (nxt[0], nxt[1][0], nxt[1][1])
+
+    n = min(max(0, non_repeaters), len(oids))
+    out.extend(step(o) for o in oids[:n])
+    cursors = oids[n:]
+    if not cursors:
+        return out
+    reps = min(max(0, max_reps), max(1, (cap - n) // len(cursors)))
+    for _ in range(reps):
+        ended = 0
+        for k, oid in enumerate(cursors):
+            vb = step(oid)
+            if vb[1] == wire.END_OF_MIB_VIEW:
+                ended += 1
+            cursors[k] = vb[0]
+            out.append(vb)
+        if ended == len(cursors):
+            break
+    return out
 
 
 _AUTH = {"MD5": pconfig.USM_AUTH_HMAC96_MD5, "SHA": pconfig.USM_AUTH_HMAC96_SHA,
@@ -761,6 +785,7 @@ class SnmpSimulator:
         v3_user: SimV3User | None = None,
         faults: Iterable[Fault] = (),
         clock: Callable[[], float] = time.time,
+        fast_v2c: bool = True,
     ) -> None:
         self.host = host
         self.clock = clock
@@ -771,6 +796,8 @@ class SnmpSimulator:
         self.devices: dict[str, SimDevice] = {}
         self.sets: list[SetRecord] = []
         self.max_response_varbinds = MAX_RESPONSE_VARBINDS
+        self.fast_v2c = fast_v2c
+        self._by_community: dict[bytes, SimDevice] = {}
         self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._engine: Any = None
         self._by_context: dict[bytes, SimDevice] = {}
@@ -846,7 +873,7 @@ class SnmpSimulator:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         e = pengine.SnmpEngine()
-        transport = udp.UdpAsyncioTransport().open_server_mode(sock=sock)
+        transport = _Transport(self).open_server_mode(sock=sock)
         pconfig.add_transport(e, udp.DOMAIN_NAME, transport)
         u = self.v3_user
         pconfig.add_v3_user(e, u.user, _AUTH[u.auth_protocol], u.auth_key, _PRIV[u.priv_protocol], u.priv_key)
@@ -869,8 +896,58 @@ class SnmpSimulator:
         if dev.fault("wrong-community"):
             return  # its community is never registered: requests for it go unanswered
         pconfig.add_v1_system(self._engine, f"c-{dev.name}", self.community_for(dev.name), contextName=name)
+        self._by_community[self.community_for(dev.name).encode()] = dev
         if first:
             pconfig.add_v1_system(self._engine, "c-default", self.community, contextName=name)
+            self._by_community[self.community.encode()] = dev
+
+    def answer_v2c(self, data: bytes, address: Any, transport: _Transport) -> bool:
+        """Answer an SNMPv2c GET/GETNEXT/GETBULK/SET; False hands the datagram to pysnmp instead."""
+        if len(data) < 5 or data[0] != 0x30:
+            return False
+        try:
+            if fastcodec.message_version(data) != fastcodec.V2C:
+                return False
+            msg = fastcodec.decode_message(data)
+        except fastcodec.CodecError:
+            return False
+        pdu = msg.pdu
+        dev = self._by_community.get(msg.community)
+        if dev is None:
+            return True  # unknown community: real agents stay silent
+        if pdu.tag == fastcodec.SET_REQUEST:
+            for vb in pdu.varbinds:
+                text = vb.value.decode(errors="replace") if isinstance(vb.value, bytes) else str(vb.value)
+                self.sets.append(SetRecord(dev.name, format_oid(vb.oid), text))
+        if dev.fault("timeout") or dev.fault("drop"):
+            return True
+        if dev.fault("garbage"):
+            transport.reply(b"\x30\x03\x02\x01", address)
+            return True
+        now = self.clock()
+        oids = [vb.oid for vb in pdu.varbinds]
+        status = index = 0
+        if pdu.tag == fastcodec.GET_REQUEST:
+            vbs: list[Any] = []
+            for o in oids:
+                v = dev.get(o, now)
+                vbs.append((o, wire.NO_SUCH_OBJECT, None) if v is None else (o, v[0], v[1]))
+        elif pdu.tag == fastcodec.GET_NEXT_REQUEST:
+            vbs = _bulk_varbinds(dev, oids, len(oids), 0, len(oids), now)
+        elif pdu.tag == fastcodec.GET_BULK_REQUEST:
+            vbs = _bulk_varbinds(dev, oids, pdu.error_status, pdu.error_index, self.max_response_varbinds, now)
+        elif pdu.tag == fastcodec.SET_REQUEST:
+            vbs, status, index = list(pdu.varbinds), 17, 1  # notWritable: read-only by design
+        else:
+            return False
+        reply = fastcodec.encode_message(msg.version, msg.community,
+                                         fastcodec.encode_pdu(fastcodec.RESPONSE, pdu.request_id, status, index, vbs))
+        delay = dev.fault("delay")
+        if delay and delay.arg:
+            asyncio.get_running_loop().call_later(delay.arg, transport.reply, reply, address)
+        else:
+            transport.reply(reply, address)
+        return True
 
     async def stop(self) -> None:
         """Close the port."""

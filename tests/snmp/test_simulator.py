@@ -18,10 +18,12 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto import rfc1902
 
+from drivers.errors import DeviceError
+from drivers.simfaults import parse_faults
 from drivers.snmp import wire
 from drivers.snmp.discover import discover_snmp
 from drivers.snmp.simulator import SnmpSimulator, load_walk, parse_walk
-from tests.snmp.conftest import V3, require_binary
+from tests.snmp.conftest import V3, FakeClock, MakeDriver, require_binary
 
 
 async def test_set_is_recorded_and_refused(sim: SnmpSimulator) -> None:
@@ -91,3 +93,34 @@ def test_walk_parse_errors_name_file_and_line(tmp_path: Path) -> None:
     p.write_text("1.3.6.1.2.1.1.3.0|2|five\n")
     with pytest.raises(ValueError, match=r"bad.txt:1: 'five' is not an integer"):
         load_walk(p)
+
+
+async def test_fast_v2c_path_answers_like_pysnmp(make_driver: MakeDriver, clock: FakeClock) -> None:
+    """SNMPv2c answered on the fast path and by pysnmp's responders give the same readings."""
+    results = []
+    for fast in (True, False):
+        async with SnmpSimulator(clock=clock, v3_user=V3, fast_v2c=fast) as s:
+            s.add_switch("sw-1", ports=6)
+            s.add_pdu("pdu-r", "raritan-pdu2", outlets=3)
+            got = []
+            for name, profiles in (("sw-1", ["if-mib", "entity-sensor"]), ("pdu-r", ["raritan-pdu2"])):
+                res = await make_driver(s, name, profiles).poll()
+                got.append(sorted((r.metric, r.labels, r.value) for r in res.readings))
+            results.append(got)
+    assert results[0] == results[1] and results[0][0]
+
+
+async def test_fast_v2c_path_faults_and_sets(make_driver: MakeDriver, clock: FakeClock) -> None:
+    async with SnmpSimulator(clock=clock, v3_user=V3, faults=parse_faults("sw-g:garbage")) as s:
+        s.add_switch("sw-g", ports=2)
+        with pytest.raises(DeviceError) as e:
+            await make_driver(s, "sw-g", ["if-mib"], timeout=0.5).poll()
+        assert e.value.reason in ("timeout", "decode")
+        s.add_switch("sw-ok", ports=2)
+        target = f"127.0.0.1:{s.port}"
+        proc = await asyncio.create_subprocess_exec(
+            require_binary("snmpset"), "-v2c", "-c", s.community_for("sw-ok"), target, "1.3.6.1.2.1.1.5.0", "s",
+            "pwned", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "MIBS": ""})
+        _, err = await proc.communicate()
+        assert proc.returncode != 0 and b"notWritable" in err
+        assert [(r.device, r.oid, r.value) for r in s.sets] == [("sw-ok", "1.3.6.1.2.1.1.5.0", "pwned")]
