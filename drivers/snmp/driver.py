@@ -221,7 +221,9 @@ class SnmpDriver(Driver):
         up = vb.value if vb is not None and vb.tag == wire.TIMETICKS and isinstance(vb.value, int) else None
         if up is None:
             return
-        if uptime_went_backwards(self._uptime, up):
+        ticks_a_day = 8_640_000
+        wrapped = self._uptime is not None and self._uptime >= 2**32 - ticks_a_day and up < ticks_a_day
+        if uptime_went_backwards(self._uptime, up) and not wrapped:  # TimeTicks wrap after 497 days
             log.info("device_restarted device=%s uptime_ticks=%d previous=%s", self.name, up, self._uptime)
             self.unwrapper.reset()
             self._absent.clear()
@@ -243,6 +245,9 @@ class SnmpDriver(Driver):
                     value = (m.group(1) if m.groups() else m.group(0)) if m else None
                 if value:
                     setattr(info, key, value[:128])
+        if not info.model and self.sys_descr:
+            # No profile knows the model: the first line of sysDescr is the best identity we have.
+            info.model = self.sys_descr.splitlines()[0][:64]
         self._info = info
 
     async def _walk(self, sess: SnmpSession) -> dict[Oid, Column]:

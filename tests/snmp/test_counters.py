@@ -108,3 +108,14 @@ async def test_device_without_ifxtable_stops_asking_for_it(sim: SnmpSimulator, m
     assert second.requests <= first.requests
     assert {(r.metric, r.labels, r.value) for r in first.readings} == \
         {(r.metric, r.labels, r.value) for r in second.readings}
+
+
+async def test_uptime_wrapping_after_497_days_is_not_a_restart(sim: SnmpSimulator, make_driver: MakeDriver) -> None:
+    dev = sim.add_static("sw", small_switch(1))
+    drv = make_driver(sim, "sw", ["if-mib"])
+    dev.set_value(UPTIME, (wire.TIMETICKS, 2**32 - 1000))
+    dev.set_value(oid(IF, 10, 1), (wire.COUNTER32, 4_000_000_000))
+    await drv.poll()
+    dev.set_value(UPTIME, (wire.TIMETICKS, 500))  # TimeTicks wrapped, the device did not restart
+    dev.set_value(oid(IF, 10, 1), (wire.COUNTER32, 100))
+    assert rx((await drv.poll()).readings, "eth1") == 2**32 + 100

@@ -76,6 +76,7 @@ async def test_if_mib_matches_snmpget(snmpd: Snmpd, tmp_path: Path) -> None:
             assert speed == high[idx] * 125_000
         before = after
     assert drv.sys_descr == "rackpulse test snmpd"
+    assert res.info.model == "rackpulse test snmpd" and res.info.profile == "if-mib"  # sysDescr: no model OID
     assert drv.sys_object_id == (1, 3, 6, 1, 4, 1, 8072, 3, 2, 10)
 
 
