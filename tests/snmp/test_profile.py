@@ -13,7 +13,7 @@ from drivers.profiles import ProfileLibrary
 from drivers.snmp import load_profile
 from drivers.snmp.discover import snmp_profiles
 
-BUILTIN = ["if-mib", "entity-sensor", "apc-rpdu2", "raritan-pdu2", "sentry4"]
+BUILTIN = ["if-mib", "entity-sensor", "apc-rpdu2", "raritan-pdu2", "sentry4", "eaton-epdu"]
 
 
 @pytest.mark.parametrize("name", BUILTIN)
