@@ -70,7 +70,7 @@ def inner_main(a: argparse.Namespace) -> int:
         cfg = write_config(work, pdu_ports, snmpd, a.switches, port, "10s", mqtt_port=mq_port,
                            switch_interval="30s")
         t0 = time.monotonic()
-        agent = lib.start([rackpulse_exe(), "run", "-c", str(cfg)], log=work / "rackpulse.log", cpus=agent_cpu)
+        agent = lib.start(agent_cmd(a.snmp_engine, cfg), log=work / "rackpulse.log", cpus=agent_cpu, cwd=lib.REPO)
         lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
         res["startup_http_seconds"] = time.monotonic() - t0
         first = ready = None
@@ -100,6 +100,9 @@ def inner_main(a: argparse.Namespace) -> int:
         end = w0 + a.minutes * 60
         last_c, last_w = c0, w0
         next_status = w0 + 30
+        spy = None
+        if a.profile:
+            spy = start_profile(agent.pid, work / "pyspy.txt", a.profile)
         while time.time() < end:
             time.sleep(5)
             if agent.poll() is not None:
@@ -114,6 +117,11 @@ def inner_main(a: argparse.Namespace) -> int:
                 print(f"  t={w - w0:5.0f}s agent CPU {cpu_samples[-1]:5.1f}% lag p99 {sch['lag_p99_seconds']:.4f}s "
                       f"missed {sch['missed_deadlines']}", flush=True)
         c1, w1 = lib.proc_cpu(agent.pid), time.time()
+        if spy is not None:
+            spy.wait(timeout=a.profile + 60)
+            res["profile"] = summarize_profile(work / "pyspy.txt")
+            lib.save_results("fleet-pyspy", {"raw": (work / "pyspy.txt").read_text(errors="replace")[:2_000_000]},
+                             str(Path(a.json or lib.REPO / "bench/results/fleet.json").with_suffix(".pyspy.json")))
         st1 = devices_status(port)
         mem = lib.proc_mem(agent.pid)
         window = w1 - w0
@@ -164,6 +172,53 @@ def inner_main(a: argparse.Namespace) -> int:
     return 0
 
 
+def agent_cmd(engine: str, cfg: Path) -> list[str]:
+    """``rackpulse run -c cfg``, through the engine-switching launcher unless the engine is default."""
+    if engine == "default":
+        return [rackpulse_exe(), "run", "-c", str(cfg)]
+    return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, "run", "-c", str(cfg)]
+
+
+def pyspy_exe() -> str | None:
+    """py-spy from $RPBENCH_PYSPY or PATH (optional: only ``--profile`` needs it)."""
+    import os
+
+    return os.environ.get("RPBENCH_PYSPY") or shutil.which("py-spy")
+
+
+def start_profile(pid: int, out: Path, seconds: float) -> Any:
+    exe = pyspy_exe()
+    if not exe:
+        raise RuntimeError("--profile needs py-spy (set RPBENCH_PYSPY=/path/to/py-spy or put it on PATH)")
+    return lib.start([exe, "record", "--nonblocking", "-r", "100", "-d", str(int(seconds)), "--format", "raw",
+                      "-o", str(out), "--pid", str(pid)], log=out.with_suffix(".log"), cpus="1")
+
+
+def summarize_profile(raw: Path, top: int = 25) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    self_n: dict[str, int] = {}
+    incl_n: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        count = int(n)
+        total += count
+        frames = [f.split(" (", 1)[0] + " " + (f.split(" (", 1)[1].rstrip(")") if " (" in f else "")
+                  for f in stack.split(";")]
+        frames = [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
+        if frames:
+            self_n[frames[-1]] = self_n.get(frames[-1], 0) + count
+        for f in set(frames):
+            incl_n[f] = incl_n.get(f, 0) + count
+
+    def share(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, round(v / total * 100, 1)) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "self_percent": share(self_n), "inclusive_percent": share(incl_n)}
+
+
 def due_polls(pdus: int, switches: int, window: float) -> float:
     """Polls the schedule asks for in ``window`` seconds (PDUs every 10 s, switches every 30 s)."""
     return pdus * window / 10 + switches * window / 30
@@ -172,7 +227,8 @@ def due_polls(pdus: int, switches: int, window: float) -> float:
 def report(res: dict[str, Any]) -> None:
     m, sch, pr = res["machine"], res["scheduler_end"], res["prometheus"]
     a = res["args"]
-    print(f"\n# Fleet: {a['pdus']} PDUs @10 s + {a['switches']} switches @30 s, {res['window_seconds'] / 60:.1f} min; "
+    print(f"\n# Fleet: {a['pdus']} PDUs @10 s + {a['switches']} switches @30 s, {res['window_seconds'] / 60:.1f} min, "
+          f"SNMP engine {a['snmp_engine']}; "
           f"{m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
     rows = [
         ["agent CPU, mean (% of one core)", f"{res['agent_cpu_percent_mean']:.1f}"],
@@ -199,6 +255,14 @@ def report(res: dict[str, Any]) -> None:
         ["servers' CPU (CPU 1)", json.dumps({k: round(v or 0, 1) for k, v in res["server_cpu_percent"].items()})],
     ]
     print(lib.md_table(["figure", "value"], rows))
+    if "profile" in res:
+        prof = res["profile"]
+        print(f"\npy-spy, {prof['samples']} samples of the agent (all threads), top self time:")
+        for name, pct in prof["self_percent"][:15]:
+            print(f"  {pct:5.1f}%  {name}")
+        print("top inclusive:")
+        for name, pct in prof["inclusive_percent"][:25]:
+            print(f"  {pct:5.1f}%  {name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--switches", type=int, default=200)
     p.add_argument("--simulator", action="store_true",
                    help="serve PDUs with the project's pymodbus simulator instead of the light responder")
+    p.add_argument("--snmp-engine", choices=["default", "fast", "pysnmp"], default="default",
+                   help="experiment: run the agent with this SNMP session engine (via bench.agent_launch)")
+    p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                   help="also sample the agent with py-spy for SECONDS (needs py-spy)")
     p.add_argument("--json", help="where to write results (default bench/results/fleet.json)")
     a = p.parse_args(argv)
     if not lib.inside_netns():
