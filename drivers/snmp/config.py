@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from drivers.config import DeviceConfigBase, StrictModel, read_secret
+from drivers.config import DeviceConfigBase, StrictModel, parse_duration, read_secret
 from drivers.snmp.profile import ScalarSpec, scalar_problems
 
 AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
@@ -102,6 +102,9 @@ class SnmpDeviceConfig(DeviceConfigBase):
     community_env: str | None = None
     v3: SnmpV3Config | None = None
     max_repetitions: int = Field(default=25, ge=1, le=200)
+    # Label, scale and type columns are re-read this often (0 = every poll), after a restart, and
+    # whenever a row lacks them.
+    meta_refresh: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 300.0
     oids: list[ScalarSpec] | None = None  # inline scalars instead of (or besides) profiles
 
     @model_validator(mode="after")

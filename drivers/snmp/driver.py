@@ -21,7 +21,7 @@ from drivers.base import Driver, PollSettings
 from drivers.catalog import CATALOG, Kind
 from drivers.counters import CounterUnwrapper, uptime_went_backwards
 from drivers.errors import DeviceError
-from drivers.model import DeviceInfo, PollResult, Reading, make_labels
+from drivers.model import DeviceInfo, Labels, PollResult, Reading, make_labels
 from drivers.snmp import wire
 from drivers.snmp.config import SnmpDeviceConfig
 from drivers.snmp.profile import LabelSpec, Part, SnmpProfile, TableSpec, ValueSpec
@@ -126,6 +126,9 @@ class SnmpDriver(Driver):
         self.sys_descr: str = ""
         # Primary columns (values or labels) this device lacks entirely; we read their fallback.
         self._absent: set[Oid] = set()
+        # Label, scale and type columns (names, DecimalDigits, sensor types) change rarely.
+        self._meta: dict[Oid, Column] | None = None
+        self._meta_at = 0.0
         self._profile_names = ",".join(p.name for p in self.profiles)
 
     # -- planning ---------------------------------------------------------------------------
@@ -142,24 +145,31 @@ class SnmpDriver(Driver):
                     out[lbl.column] = lbl.fallback
         return out
 
-    def walk_columns(self) -> list[Oid]:
-        """Every column the next poll walks, deduplicated, in profile order."""
+    def column_sets(self) -> tuple[list[Oid], list[Oid]]:
+        """(value columns walked every poll, meta columns: labels, scales and types, cached)."""
         fb = self._fallbacks()
-        cols: list[Oid] = []
+        value: list[Oid] = []
+        meta: list[Oid] = []
         for t in self._tables:
             s = t.spec
             for c in s.columns:
-                cols.append(fb[c.oid] if c.oid in self._absent else c.oid)
-                cols.extend(sf.column for sf in c.scale_from)
+                value.append(fb[c.oid] if c.oid in self._absent else c.oid)
+                meta.extend(sf.column for sf in c.scale_from)
                 if c.type_filter and c.type_filter.column:
-                    cols.append(c.type_filter.column)
+                    meta.append(c.type_filter.column)
                 if c.fallback and c.oid in self._absent:
-                    cols.extend(sf.column for sf in c.fallback.scale_from)
+                    meta.extend(sf.column for sf in c.fallback.scale_from)
             for lbl in s.labels.values():
                 if lbl.column:
-                    cols.append(fb[lbl.column] if lbl.column in self._absent else lbl.column)
-            cols.extend(f.column for f in s.filter)
-        return list(dict.fromkeys(cols))
+                    meta.append(fb[lbl.column] if lbl.column in self._absent else lbl.column)
+            value.extend(f.column for f in s.filter)
+        value = list(dict.fromkeys(value))
+        return value, [c for c in dict.fromkeys(meta) if c not in value]
+
+    def walk_columns(self, with_meta: bool = True) -> list[Oid]:
+        """Every column a poll walks, deduplicated, in profile order (meta columns last)."""
+        value, meta = self.column_sets()
+        return value + meta if with_meta else value
 
     def get_oids(self, with_info: bool) -> list[Oid]:
         """The OIDs of the poll's GET: sysUpTime, scalars and (first poll) identity."""
@@ -227,6 +237,7 @@ class SnmpDriver(Driver):
             log.info("device_restarted device=%s uptime_ticks=%d previous=%s", self.name, up, self._uptime)
             self.unwrapper.reset()
             self._absent.clear()
+            self._meta = None
             self._refresh_info = True  # firmware may have changed; re-read identity next poll
         self._uptime = up
 
@@ -251,26 +262,70 @@ class SnmpDriver(Driver):
         self._info = info
 
     async def _walk(self, sess: SnmpSession) -> dict[Oid, Column]:
-        cols = self.walk_columns()
-        raw = await sess.walk(cols, self.config.max_repetitions) if cols else {}
+        reps = self.config.max_repetitions
+        value_cols, meta_cols = self.column_sets()
+        refresh = self._meta is None or time.monotonic() - self._meta_at >= self.config.meta_refresh
+        cols = value_cols + meta_cols if refresh else value_cols
+        raw = await sess.walk(cols, reps) if cols else {}
         columns = {c: {vb.oid[len(c):]: vb for vb in vbs} for c, vbs in raw.items()}
+        if not refresh:
+            assert self._meta is not None
+            columns.update(self._meta)
+            if not self._meta_complete(columns):  # a new row (hot-plugged optic, new port): re-read
+                refresh = True
+                more = await sess.walk(meta_cols, reps) if meta_cols else {}
+                columns.update({c: {vb.oid[len(c):]: vb for vb in vbs} for c, vbs in more.items()})
         fb = self._fallbacks()
         # A primary column the device does not have: read its fallback now and from now on.
         missing = [p for p in fb if p in columns and not columns[p] and fb[p] not in columns]
         if missing:
             self._absent.update(missing)
-            more = await sess.walk([fb[p] for p in missing], self.config.max_repetitions)
+            more = await sess.walk([fb[p] for p in missing], reps)
             for c, vbs in more.items():
                 columns[c] = {vb.oid[len(c):]: vb for vb in vbs}
-        await self._fill_gaps(sess, columns, fb)
+        await self._fill_gaps(sess, columns, fb, labels=refresh)
+        if refresh:
+            keep = set(self.column_sets()[1])
+            keep |= {fb[p] for t in self._tables for p in self._label_primaries(t.spec)}
+            self._meta = {c: columns.get(c, {}) for c in keep}
+            self._meta_at = time.monotonic()
         return columns
 
-    async def _fill_gaps(self, sess: SnmpSession, columns: dict[Oid, Column], fb: dict[Oid, Oid]) -> None:
-        """GET fallback cells for rows whose primary column is missing while the table has the row."""
+    def _meta_complete(self, columns: dict[Oid, Column]) -> bool:
+        """True when every row has the cached scale, type and label cells it needs."""
+        for t in self._tables:
+            rows = self._rows(t, columns)
+            for c in t.spec.columns:
+                need = [(sf.column, t.pos(sf.join)) for sf in c.scale_from]
+                if c.type_filter and c.type_filter.column:
+                    need.append((c.type_filter.column, t.pos(c.type_filter.join)))
+                for col, pos in need:
+                    have = columns.get(col, {})
+                    if any(_join(i, pos) not in have for i in rows):
+                        return False
+            for lbl in t.spec.labels.values():
+                if lbl.column is None:
+                    continue
+                pos = t.pos(lbl.join)
+                have = columns.get(lbl.column, {})
+                alt = columns.get(lbl.fallback, {}) if lbl.fallback else {}
+                if any(_join(i, pos) not in have and _join(i, pos) not in alt for i in rows):
+                    return False
+        return True
+
+    async def _fill_gaps(self, sess: SnmpSession, columns: dict[Oid, Column], fb: dict[Oid, Oid],
+                         labels: bool = True) -> None:
+        """GET fallback cells for rows whose primary column is missing while the table has the row.
+
+        Label fallbacks are cached with the other meta columns, so they are fetched on refreshes only.
+        """
         want: list[Oid] = []
         for t in self._tables:
             rows = self._rows(t, columns)
-            for primary in self._primaries(t.spec):
+            primaries = [c.oid for c in t.spec.columns if c.fallback]
+            if labels:
+                primaries += self._label_primaries(t.spec)
+            for primary in primaries:
                 if primary in self._absent or primary not in columns:
                     continue
                 have = columns[primary]
@@ -286,10 +341,8 @@ class SnmpDriver(Driver):
                     columns.setdefault(fallback, {})[vb.oid[len(fallback):]] = vb
 
     @staticmethod
-    def _primaries(spec: TableSpec) -> list[Oid]:
-        out = [c.oid for c in spec.columns if c.fallback]
-        out += [lbl.column for lbl in spec.labels.values() if lbl.column and lbl.fallback]
-        return out
+    def _label_primaries(spec: TableSpec) -> list[Oid]:
+        return [lbl.column for lbl in spec.labels.values() if lbl.column and lbl.fallback]
 
     def _rows(self, t: _Table, columns: dict[Oid, Column]) -> list[Index]:
         """The table's rows: every index seen in any of its value columns (primary or fallback)."""
@@ -313,6 +366,7 @@ class SnmpDriver(Driver):
             if any(not f.keeps(_as_int(vb_number(data.cell(f.column, _join(idx, pos))))) for f, pos in filters):
                 continue
             labels = self._labels(t, data, idx, names)
+            row_labels: dict[tuple[str, ...], Labels] = {}
             for c in spec.columns:
                 value_spec: ValueSpec = c
                 column = c.oid
@@ -340,7 +394,11 @@ class SnmpDriver(Driver):
                 value = self._value(value_spec, vb, (column, idx), metric, data, idx, t,
                                     scale, offset, transform)
                 if value is not None:
-                    yield _reading(self.name, metric, labels, value, now)
+                    d = CATALOG[metric]
+                    lt = row_labels.get(d.labels)
+                    if lt is None:  # metrics of one row mostly share a label set: build it once
+                        lt = row_labels[d.labels] = make_labels({k: v for k, v in labels.items() if k in d.labels})
+                    yield Reading(self.name, metric, lt, value, d.kind, now)
 
     def _labels(self, t: _Table, data: _PollData, idx: Index, names: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}

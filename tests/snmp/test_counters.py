@@ -119,3 +119,32 @@ async def test_uptime_wrapping_after_497_days_is_not_a_restart(sim: SnmpSimulato
     dev.set_value(UPTIME, (wire.TIMETICKS, 500))  # TimeTicks wrapped, the device did not restart
     dev.set_value(oid(IF, 10, 1), (wire.COUNTER32, 100))
     assert rx((await drv.poll()).readings, "eth1") == 2**32 + 100
+
+
+async def test_meta_columns_are_cached_and_reread_for_new_rows(sim: SnmpSimulator, make_driver: MakeDriver) -> None:
+    dev = sim.add_static("sw", small_switch(2, hc_rows=(1, 2)))
+    drv = make_driver(sim, "sw", ["if-mib"])
+    value_cols, meta_cols = drv.column_sets()
+    assert oid(IFX, 1, 0)[:-1] in meta_cols and oid(IFX, 6, 0)[:-1] in value_cols
+    first = await drv.poll()
+    # Rename a port: cached names are kept until the refresh interval (5 min by default)...
+    dev.set_value(oid(IFX, 1, 1), (wire.OCTET_STRING, b"uplink"))
+    second = await drv.poll()
+    assert {dict(r.labels)["port"] for r in second.readings} == {"Ethernet1", "Ethernet2"}
+    assert second.requests <= first.requests
+    # ...but a new interface makes the driver re-read names at once, so no series lacks its label.
+    for col in (2, 5, 7, 8, 10, 11, 13, 14, 16, 17, 19, 20):
+        dev.set_value(oid(IF, col, 3), dev.get(oid(IF, col, 1), 0))
+    for col in (6, 7, 10, 11, 15):
+        dev.set_value(oid(IFX, col, 3), dev.get(oid(IFX, col, 1), 0))
+    dev.set_value(oid(IFX, 1, 3), (wire.OCTET_STRING, b"Ethernet3"))
+    third = await drv.poll()
+    assert {dict(r.labels)["port"] for r in third.readings} == {"uplink", "Ethernet2", "Ethernet3"}
+
+
+async def test_meta_refresh_zero_rereads_every_poll(sim: SnmpSimulator, make_driver: MakeDriver) -> None:
+    dev = sim.add_static("sw", small_switch(1, hc_rows=(1,)))
+    drv = make_driver(sim, "sw", ["if-mib"], meta_refresh=0)
+    await drv.poll()
+    dev.set_value(oid(IFX, 1, 1), (wire.OCTET_STRING, b"renamed"))
+    assert {dict(r.labels)["port"] for r in (await drv.poll()).readings} == {"renamed"}
