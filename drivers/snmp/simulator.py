@@ -735,7 +735,7 @@ class _Transport(udp.UdpAsyncioTransport):
         super().datagram_received(datagram, transportAddress)
 
     def reply(self, data: bytes, address: Any) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():  # a late reply after stop()
             self.transport.sendto(data, address)
 
 
