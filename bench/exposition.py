@@ -7,7 +7,10 @@ Inside a throw-away network namespace (so the switches can be a real 97-port snm
   defaults 100 + 28 give ~50.4k device series;
 - the real daemon, ``rackpulse run -c CONFIG`` (pinned to CPU 0), polling them every 10 s;
 - a real ``prometheus`` (CPU 1) scraping /metrics every 1 s; ``scrape_duration_seconds`` and
-  ``scrape_samples_scraped`` come from Prometheus' HTTP API over the measurement window;
+  ``scrape_samples_scraped`` come from Prometheus' HTTP API over the measurement window (note
+  that Prometheus stops that clock after parsing and appending the samples to its TSDB, so
+  its own ingest cost is inside the figure: the "floor" row serves the same bytes pre-rendered
+  and pre-compressed to show that part);
 - the poll loop's scheduler lag p50/p99 and missed deadlines from ``/api/devices`` while scraping.
 
 The peer: the same series (parsed from one rackpulse scrape) served by prometheus-client's
@@ -78,6 +81,55 @@ def peer_serve(dump: Path, port: int) -> None:
         time.sleep(3600)
 
 
+def static_serve(dump: Path, port: int) -> None:
+    """Serve a dump as fixed bytes (gzip pre-computed): the floor of what any exporter can do."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    plain = dump.read_bytes()
+    packed = gzip.compress(plain, 1)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            gz = "gzip" in (self.headers.get("Accept-Encoding") or "")
+            body = packed if gz else plain
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            if gz:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def measure_server(work: Path, name: str, port: int, pid: int, interval: float, seconds: float,
+                   cpus: str | None, queries: dict[str, str] | None = None) -> dict[str, Any]:
+    """Let a fresh Prometheus scrape ``port`` every ``interval`` s for ``seconds``; its view plus server CPU."""
+    prom = Prometheus(work / f"prom-{name}", [(name, port, interval)], cpus)
+    prom.start()
+    time.sleep(interval + 5)
+    c0, w0 = lib.proc_cpu(pid), time.time()
+    time.sleep(seconds)
+    c1, w1 = lib.proc_cpu(pid), time.time()
+    out = {
+        "scrape_duration_seconds": _stats(prom.series(f'scrape_duration_seconds{{job="{name}"}}', w0, w1, interval)),
+        "scrape_samples_scraped": _stats(prom.series(f'scrape_samples_scraped{{job="{name}"}}', w0, w1, interval)),
+        "up": _stats(prom.series(f'up{{job="{name}"}}', w0, w1, interval)),
+        "server_cpu_percent": (c1 - c0) / (w1 - w0) * 100,
+        "window": (w0, w1),
+    }
+    for key, q in (queries or {}).items():  # instant queries at the window's end; {w} is its length
+        out[key] = prom.instant(q.replace("{w}", f"{int(w1 - w0)}s"), w1)
+    prom.stop()
+    return out
+
+
 # --- Prometheus -------------------------------------------------------------------------------------
 class Prometheus:
     """A real Prometheus server on 127.0.0.1 with a throw-away TSDB."""
@@ -112,6 +164,12 @@ class Prometheus:
         for r in doc["data"]["result"]:
             out.extend(float(v) for _, v in r["values"])
         return out
+
+    def instant(self, query: str, at: float) -> float | None:
+        q = urllib.parse.urlencode({"query": query, "time": f"{at:.3f}"})
+        doc = json.loads(lib.http_get(f"http://127.0.0.1:{self.port}/api/v1/query?{q}"))
+        res = doc["data"]["result"]
+        return float(res[0]["value"][1]) if res else None
 
     def stop(self) -> None:
         lib.stop(self.proc)
@@ -177,6 +235,13 @@ def rackpulse_exe() -> str:
     return str(exe) if exe.exists() else shutil.which("rackpulse") or "rackpulse"
 
 
+def agent_cmd(engine: str, cfg: Path) -> list[str]:
+    """``rackpulse run -c cfg``, through the engine-switching launcher unless the engine is default."""
+    if engine == "default":
+        return [rackpulse_exe(), "run", "-c", str(cfg)]
+    return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, "run", "-c", str(cfg)]
+
+
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
     """Seconds until /readyz answers 200 (every device polled once)."""
     t0 = time.monotonic()
@@ -205,7 +270,7 @@ def inner_main(a: argparse.Namespace) -> int:
         port = lib.free_port()
         cfg = write_config(work, pdu_ports, snmpd, a.switches, port, a.interval)
         t0 = time.monotonic()
-        agent = lib.start([rackpulse_exe(), "run", "-c", str(cfg)], log=work / "rackpulse.log", cpus=agent_cpu)
+        agent = lib.start(agent_cmd(a.snmp_engine, cfg), log=work / "rackpulse.log", cpus=agent_cpu, cwd=lib.REPO)
         lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         res["startup_http_seconds"] = time.monotonic() - t0
         res["startup_ready_seconds"] = wait_ready(port, agent, timeout=120) + res["startup_http_seconds"]
@@ -219,23 +284,16 @@ def inner_main(a: argparse.Namespace) -> int:
         res["rackpulse_gzip_bytes"] = len(gzip.compress(body, 1))
         print(f"rackpulse serves {res['rackpulse_series']} series ({len(body) / 1e6:.1f} MB)", flush=True)
 
-        prom = Prometheus(work / "prom-rp", [("rackpulse", port, 1.0)], other_cpu)
-        prom.start()
-        time.sleep(5)
-        c0, w0 = lib.proc_cpu(agent.pid), time.time()
-        time.sleep(a.seconds)
-        c1, w1 = lib.proc_cpu(agent.pid), time.time()
-        res["rackpulse_prometheus"] = {
-            "scrape_duration_seconds": _stats(prom.series('scrape_duration_seconds{job="rackpulse"}', w0, w1)),
-            "scrape_samples_scraped": _stats(prom.series('scrape_samples_scraped{job="rackpulse"}', w0, w1)),
-            "up": _stats(prom.series('up{job="rackpulse"}', w0, w1)),
-        }
-        res["agent_cpu_percent"] = (c1 - c0) / (w1 - w0) * 100
+        lag = "histogram_quantile({q}, sum by (le) (increase(rackpulse_scheduler_lag_seconds_bucket[{w}])))"
+        rp = measure_server(work, "rackpulse", port, agent.pid, 1.0, a.seconds, other_cpu,
+                            {"lag_p50_histogram": lag.replace("{q}", "0.5"),
+                             "lag_p99_histogram": lag.replace("{q}", "0.99")})
+        res["rackpulse_prometheus"] = rp
+        res["agent_cpu_percent"] = rp["server_cpu_percent"]
         status = json.loads(lib.http_get(f"http://127.0.0.1:{port}/api/devices"))
         res["scheduler_while_scraping"] = status.get("scheduler")
         res["devices_down"] = status["summary"].get("down")
         res["agent_mem"] = lib.proc_mem(agent.pid)
-        prom.stop()
         res["client_scrape_gzip"] = _time_scrapes(url, a.client_scrapes, True)
         res["client_scrape_plain"] = _time_scrapes(url, a.client_scrapes, False)
         lib.stop(agent)
@@ -250,21 +308,19 @@ def inner_main(a: argparse.Namespace) -> int:
         lib.wait_http(f"http://127.0.0.1:{pport}/metrics", timeout=120)
         pbody = lib.http_get(f"http://127.0.0.1:{pport}/metrics")
         res["peer_series"] = sum(1 for ln in pbody.splitlines() if ln and not ln.startswith(b"#"))
-        prom = Prometheus(work / "prom-peer", [("peer", pport, 5.0)], other_cpu)
-        prom.start()
-        time.sleep(6)
-        c0, w0 = lib.proc_cpu(peer.pid), time.time()
-        time.sleep(max(a.seconds, 30))
-        c1, w1 = lib.proc_cpu(peer.pid), time.time()
-        res["peer_prometheus"] = {
-            "scrape_duration_seconds": _stats(prom.series('scrape_duration_seconds{job="peer"}', w0, w1, 5)),
-            "scrape_samples_scraped": _stats(prom.series('scrape_samples_scraped{job="peer"}', w0, w1, 5)),
-            "up": _stats(prom.series('up{job="peer"}', w0, w1, 5)),
-        }
-        res["peer_cpu_percent"] = (c1 - c0) / (w1 - w0) * 100
-        prom.stop()
+        res["peer_prometheus"] = measure_server(work, "peer", pport, peer.pid, 5.0, max(a.seconds, 30), other_cpu)
+        res["peer_cpu_percent"] = res["peer_prometheus"]["server_cpu_percent"]
         res["peer_client_scrape_gzip"] = _time_scrapes(f"http://127.0.0.1:{pport}/metrics", 3, True)
         lib.stop(peer)
+
+        # The floor: the same bytes served pre-rendered and pre-compressed.
+        sport = lib.free_port()
+        static = lib.start([lib.PY, "-m", "bench.exposition", "--static-serve", str(dump), "--port", str(sport)],
+                           log=work / "static.log", cpus=agent_cpu, cwd=lib.REPO)
+        lib.wait_http(f"http://127.0.0.1:{sport}/metrics", timeout=60)
+        res["static_prometheus"] = measure_server(work, "static", sport, static.pid, 1.0, a.seconds, other_cpu)
+        res["static_client_scrape_gzip"] = _time_scrapes(f"http://127.0.0.1:{sport}/metrics", 3, True)
+        lib.stop(static)
     report(res)
     print(f"\nresults: {lib.save_results('exposition', res, a.json)}")
     return 0
@@ -272,14 +328,17 @@ def inner_main(a: argparse.Namespace) -> int:
 
 def report(res: dict[str, Any]) -> None:
     m = res["machine"]
-    rp, pe = res["rackpulse_prometheus"], res["peer_prometheus"]
-    rd, pd = rp["scrape_duration_seconds"], pe["scrape_duration_seconds"]
-    print(f"\n# Exposition: {res['rackpulse_series']} series; {m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
+    rp, pe, sp = res["rackpulse_prometheus"], res["peer_prometheus"], res["static_prometheus"]
+    rd, pd, sd = rp["scrape_duration_seconds"], pe["scrape_duration_seconds"], sp["scrape_duration_seconds"]
+    print(f"\n# Exposition: {res['rackpulse_series']} series, SNMP engine {res['args']['snmp_engine']}; "
+          f"{m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
     rows = [
         ["rackpulse run (PromStore + HttpServer)", res["rackpulse_series"], rd.get("p50"), rd.get("p99"),
          rd.get("max"), rp["up"].get("mean"), rd.get("n"), res["client_scrape_gzip"]["p50"]],
         ["prometheus-client standard collector (peer)", res["peer_series"], pd.get("p50"), pd.get("p99"),
          pd.get("max"), pe["up"].get("mean"), pd.get("n"), res["peer_client_scrape_gzip"]["p50"]],
+        ["floor: same bytes pre-rendered, pre-gzipped", res["rackpulse_series"], sd.get("p50"), sd.get("p99"),
+         sd.get("max"), sp["up"].get("mean"), sd.get("n"), res["static_client_scrape_gzip"]["p50"]],
     ]
     print(lib.md_table(["server", "series", "scrape_duration p50 s", "p99 s", "max s", "up", "scrapes",
                         "client GET gzip p50 s"], rows))
@@ -287,7 +346,9 @@ def report(res: dict[str, Any]) -> None:
         print(f"\nratio rackpulse/peer scrape_duration p50: {rd['p50'] / pd['p50']:.3f}x")
     sch = res.get("scheduler_while_scraping") or {}
     print(f"agent CPU while polling + 1 s scrapes: {res['agent_cpu_percent']:.1f}% of a core; "
-          f"scheduler lag p50 {sch.get('lag_p50_seconds')} s, p99 {sch.get('lag_p99_seconds')} s, "
+          f"scheduler lag while scraped (Prometheus histogram) p50 {rp.get('lag_p50_histogram')} s, "
+          f"p99 {rp.get('lag_p99_histogram')} s; agent's last 4096 polls: "
+          f"p50 {sch.get('lag_p50_seconds')} s, p99 {sch.get('lag_p99_seconds')} s, "
           f"missed deadlines {sch.get('missed_deadlines')}; devices down {res.get('devices_down')}; "
           f"start-up to ready {res['startup_ready_seconds']:.1f} s")
 
@@ -301,11 +362,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-scrapes", type=int, default=10)
     p.add_argument("--no-pin", action="store_true", help="do not pin the agent to CPU 0 and the rest to CPU 1")
     p.add_argument("--json", help="where to write results (default bench/results/exposition.json)")
+    p.add_argument("--snmp-engine", choices=["default", "fast", "pysnmp"], default="default",
+                   help="experiment: run the agent with this SNMP session engine (via bench.agent_launch)")
     p.add_argument("--peer-serve", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--static-serve", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.peer_serve:
         peer_serve(a.peer_serve, a.port)
+        return 0
+    if a.static_serve:
+        static_serve(a.static_serve, a.port)
         return 0
     from drivers.config import parse_duration
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import lib
-from bench.exposition import Prometheus, _stats, rackpulse_exe, write_config
+from bench.exposition import Prometheus, _stats, agent_cmd, write_config
 from bench.sims import start_pdus
 
 
@@ -170,13 +170,6 @@ def inner_main(a: argparse.Namespace) -> int:
     report(res)
     print(f"\nresults: {lib.save_results('fleet', res, a.json)}")
     return 0
-
-
-def agent_cmd(engine: str, cfg: Path) -> list[str]:
-    """``rackpulse run -c cfg``, through the engine-switching launcher unless the engine is default."""
-    if engine == "default":
-        return [rackpulse_exe(), "run", "-c", str(cfg)]
-    return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, "run", "-c", str(cfg)]
 
 
 def pyspy_exe() -> str | None:
