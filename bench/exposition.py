@@ -235,6 +235,21 @@ def rackpulse_exe() -> str:
     return str(exe) if exe.exists() else shutil.which("rackpulse") or "rackpulse"
 
 
+def snmp_engines(cfg: Path, engine: str) -> dict[str, int]:
+    """Which SNMP session engine the agent's drivers use for this config (class name -> devices)."""
+    if engine != "default":
+        return {f"{engine} (forced by bench.agent_launch)": -1}
+    from agent.config import load_config
+
+    out: dict[str, int] = {}
+    for drv in load_config(cfg).build_drivers().values():
+        factory = getattr(drv, "session_factory", None)
+        if factory is not None:
+            name = getattr(factory, "__name__", type(factory).__name__)
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
 def agent_cmd(engine: str, cfg: Path) -> list[str]:
     """``rackpulse run -c cfg``, through the engine-switching launcher unless the engine is default."""
     if engine == "default":
@@ -269,6 +284,7 @@ def inner_main(a: argparse.Namespace) -> int:
         sims, pdu_ports = start_pdus(work, a.pdus, 48, cpus=other_cpu)
         port = lib.free_port()
         cfg = write_config(work, pdu_ports, snmpd, a.switches, port, a.interval)
+        res["snmp_engines"] = snmp_engines(cfg, a.snmp_engine)
         t0 = time.monotonic()
         agent = lib.start(agent_cmd(a.snmp_engine, cfg), log=work / "rackpulse.log", cpus=agent_cpu, cwd=lib.REPO)
         lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
@@ -330,7 +346,7 @@ def report(res: dict[str, Any]) -> None:
     m = res["machine"]
     rp, pe, sp = res["rackpulse_prometheus"], res["peer_prometheus"], res["static_prometheus"]
     rd, pd, sd = rp["scrape_duration_seconds"], pe["scrape_duration_seconds"], sp["scrape_duration_seconds"]
-    print(f"\n# Exposition: {res['rackpulse_series']} series, SNMP engine {res['args']['snmp_engine']}; "
+    print(f"\n# Exposition: {res['rackpulse_series']} series, SNMP engine {res.get('snmp_engines')}; "
           f"{m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
     rows = [
         ["rackpulse run (PromStore + HttpServer)", res["rackpulse_series"], rd.get("p50"), rd.get("p99"),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import lib
-from bench.exposition import Prometheus, _stats, agent_cmd, write_config
+from bench.exposition import Prometheus, _stats, agent_cmd, snmp_engines, write_config
 from bench.sims import start_pdus
 
 
@@ -69,8 +69,11 @@ def inner_main(a: argparse.Namespace) -> int:
         port = lib.free_port()
         cfg = write_config(work, pdu_ports, snmpd, a.switches, port, "10s", mqtt_port=mq_port,
                            switch_interval="30s")
+        res["snmp_engines"] = snmp_engines(cfg, a.snmp_engine)
         t0 = time.monotonic()
-        agent = lib.start(agent_cmd(a.snmp_engine, cfg), log=work / "rackpulse.log", cpus=agent_cpu, cwd=lib.REPO)
+        limit = ["prlimit", f"--nofile={a.nofile}:{a.nofile}", "--"] if a.nofile else []
+        agent = lib.start([*limit, *agent_cmd(a.snmp_engine, cfg)], log=work / "rackpulse.log", cpus=agent_cpu,
+                          cwd=lib.REPO)
         lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
         res["startup_http_seconds"] = time.monotonic() - t0
         first = ready = None
@@ -221,7 +224,7 @@ def report(res: dict[str, Any]) -> None:
     m, sch, pr = res["machine"], res["scheduler_end"], res["prometheus"]
     a = res["args"]
     print(f"\n# Fleet: {a['pdus']} PDUs @10 s + {a['switches']} switches @30 s, {res['window_seconds'] / 60:.1f} min, "
-          f"SNMP engine {a['snmp_engine']}; "
+          f"SNMP engine {res.get('snmp_engines')}; "
           f"{m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
     rows = [
         ["agent CPU, mean (% of one core)", f"{res['agent_cpu_percent_mean']:.1f}"],
@@ -267,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="serve PDUs with the project's pymodbus simulator instead of the light responder")
     p.add_argument("--snmp-engine", choices=["default", "fast", "pysnmp"], default="default",
                    help="experiment: run the agent with this SNMP session engine (via bench.agent_launch)")
+    p.add_argument("--nofile", type=int, default=0,
+                   help="run the agent with this open-file limit (1024 = systemd's default soft limit)")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="also sample the agent with py-spy for SECONDS (needs py-spy)")
     p.add_argument("--json", help="where to write results (default bench/results/fleet.json)")

@@ -412,6 +412,7 @@ def machine() -> dict[str, str]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {
+        "git": git_rev(),
         "date": _first_line(["date"]),
         "nproc": _first_line(["nproc"]),
         "arch": platform.machine(),
@@ -419,6 +420,14 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
+
+
+def git_rev() -> str:
+    """The commit benchmarked, marked dirty when agent/ or drivers/ differ from it."""
+    rev = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    res = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "agent", "drivers"],
+                         capture_output=True, text=True, check=False)
+    return rev + (" (agent/ or drivers/ modified)" if res.stdout.strip() else "")
 
 
 def tool_version(cmd: Sequence[str]) -> str:
