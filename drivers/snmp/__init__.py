@@ -55,7 +55,7 @@ def make_target(config: SnmpDeviceConfig, settings: PollSettings) -> SnmpTarget:
 
 
 class SnmpPlugin(DriverPlugin[SnmpDeviceConfig]):
-    """Builds SnmpDriver instances; ``session_factory`` picks the wire engine (default pysnmp)."""
+    """Builds SnmpDriver instances; the device's ``engine`` picks the wire session unless a factory is forced."""
 
     name = "snmp"
     config_model = SnmpDeviceConfig
@@ -65,6 +65,7 @@ class SnmpPlugin(DriverPlugin[SnmpDeviceConfig]):
 
     def create(self, config: SnmpDeviceConfig, library: ProfileLibrary, settings: PollSettings) -> Driver:
         from drivers.snmp.driver import SnmpDriver
+        from drivers.snmp.fastwire import fast_session
         from drivers.snmp.pysnmp_wire import pysnmp_session
 
         profiles = [load_profile(library, n) for n in config.profile_names()]
@@ -72,7 +73,8 @@ class SnmpPlugin(DriverPlugin[SnmpDeviceConfig]):
         if inline:
             profiles.append(inline)
         target = make_target(config, settings)
-        return SnmpDriver(config, settings, profiles, target, self.session_factory or pysnmp_session)
+        factory = self.session_factory or (fast_session if config.engine == "fast" else pysnmp_session)
+        return SnmpDriver(config, settings, profiles, target, factory)
 
 
 PLUGIN = SnmpPlugin()

@@ -102,6 +102,9 @@ class SnmpDeviceConfig(DeviceConfigBase):
     community_env: str | None = None
     v3: SnmpV3Config | None = None
     max_repetitions: int = Field(default=25, ge=1, le=200)
+    # "fast": our own BER/USM codec (drivers/snmp/fastcodec.py), ~25x less CPU than pysnmp;
+    # "pysnmp": the reference engine, for agents the fast path trips over.
+    engine: Literal["fast", "pysnmp"] = "fast"
     # Label, scale and type columns are re-read this often (0 = every poll), after a restart, and
     # whenever a row lacks them.
     meta_refresh: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 300.0

@@ -64,12 +64,15 @@ UNKNOWN_ENGINE_IDS = (*_USM_STATS, 4, 0)
 WRONG_DIGESTS = (*_USM_STATS, 5, 0)
 DECRYPTION_ERRORS = (*_USM_STATS, 6, 0)
 _REPORTS: dict[Oid, tuple[str, str]] = {
-    UNSUPPORTED_SEC_LEVELS: ("auth", "usmStatsUnsupportedSecLevels: the user does not allow this security level"),
+    UNSUPPORTED_SEC_LEVELS: ("auth", "usmStatsUnsupportedSecLevels: SNMPv3 user {user!r} "
+                                     "does not allow this security level"),
     NOT_IN_TIME_WINDOWS: ("auth", "usmStatsNotInTimeWindows: engine time could not be synchronised"),
-    UNKNOWN_USER_NAMES: ("auth", "usmStatsUnknownUserNames: the agent does not know this user"),
+    UNKNOWN_USER_NAMES: ("auth", "usmStatsUnknownUserNames: the agent does not know SNMPv3 user {user!r}"),
     UNKNOWN_ENGINE_IDS: ("auth", "usmStatsUnknownEngineIDs: engine discovery did not converge"),
-    WRONG_DIGESTS: ("auth", "usmStatsWrongDigests: wrong auth key or auth protocol"),
-    DECRYPTION_ERRORS: ("auth", "usmStatsDecryptionErrors: wrong privacy key or privacy protocol"),
+    WRONG_DIGESTS: ("auth", "usmStatsWrongDigests: SNMPv3 authentication failed for user {user!r} "
+                            "(wrong auth key or auth protocol)"),
+    DECRYPTION_ERRORS: ("auth", "usmStatsDecryptionErrors: SNMPv3 decryption failed for user {user!r} "
+                                "(wrong privacy key or protocol)"),
     (1, 3, 6, 1, 6, 3, 11, 2, 1, 1, 0): ("protocol", "snmpUnknownSecurityModels"),
     (1, 3, 6, 1, 6, 3, 11, 2, 1, 2, 0): ("protocol", "snmpInvalidMsgs"),
     (1, 3, 6, 1, 6, 3, 11, 2, 1, 3, 0): ("protocol", "snmpUnknownPDUHandlers"),
@@ -309,14 +312,16 @@ class FastSession(SnmpSession):
     async def _request(self, kind: str, tag: int, a: int, b: int, oids: Sequence[Oid]) -> Pdu:
         self.requests += 1
         vbs = request_varbinds(oids)
+        # Name the first OID in errors, so an operator can retry it with snmpget by hand.
+        what = f"{kind} {format_oid(oids[0])}{f' (+{len(oids) - 1} more)' if len(oids) > 1 else ''}" if oids else kind
         if self._version == 3:
-            return await self._v3_request(kind, lambda rid: encode_pdu(tag, rid, a, b, vbs))
+            return await self._v3_request(what, lambda rid: encode_pdu(tag, rid, a, b, vbs))
         version, community = self._version, self._community
 
         def build(rid: int) -> bytes:
             return encode_message(version, community, encode_pdu(tag, rid, a, b, vbs))
 
-        pdu: Pdu = await self._exchange(kind, build)
+        pdu: Pdu = await self._exchange(what, build)
         return pdu
 
     async def _exchange(self, kind: str, build: Callable[[int], bytes]) -> Any:
@@ -350,7 +355,11 @@ class FastSession(SnmpSession):
         if waiter.error is not None:
             raise waiter.error
         attempts = self._retries + 1
-        extra = " (port unreachable)" if isinstance(self._last_icmp, ConnectionRefusedError) else ""
+        if isinstance(self._last_icmp, ConnectionRefusedError):
+            extra = " (port unreachable)"
+        else:
+            extra = " (check host, port and firewall" + (
+                "; agents silently drop a wrong community)" if self._version != 3 else ")")
         raise DeviceError(
             "timeout",
             f"{self._target}: no answer to {kind} after {attempts} attempt{'s' * (attempts > 1)} "
@@ -436,6 +445,7 @@ class FastSession(SnmpSession):
                     self._engine_id = None
                     continue
                 reason, text = _REPORTS.get(oid, ("protocol", f"report {format_oid(oid)}"))
+                text = text.format(user=self._user.name if self._user else "")
                 raise DeviceError(reason, f"{self._target}: {kind} refused by the agent: {text}")
             if pdu.tag != RESPONSE:
                 raise DeviceError("protocol", f"{self._target}: expected a Response PDU, got tag 0x{pdu.tag:02x}")
