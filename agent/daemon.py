@@ -26,6 +26,7 @@ from agent.logs import register_config_secrets
 from agent.results import DeviceState, PollOutcome
 from agent.scheduler import Scheduler
 from drivers.errors import ConfigError
+from drivers.registry import plugins
 
 log = logging.getLogger("rackpulse.daemon")
 
@@ -226,6 +227,11 @@ class Daemon:
         watchdog.cancel()
         if self.scheduler:
             await self.scheduler.stop()
+        for plugin in plugins().values():
+            try:
+                await plugin.shutdown()
+            except Exception:
+                log.exception("driver_shutdown_failed driver=%s", plugin.name)
         if self.mqtt:
             try:
                 await asyncio.wait_for(self.mqtt.stop(), timeout=6)

@@ -56,3 +56,6 @@ class DriverPlugin(ABC, Generic[C]):
     @abstractmethod
     def create(self, config: C, library: ProfileLibrary, settings: PollSettings) -> Driver:
         """Build a driver for one device. Raises ProfileError if its profiles do not fit."""
+
+    async def shutdown(self) -> None:
+        """Release process-wide resources (shared engines, sockets) when the agent exits."""

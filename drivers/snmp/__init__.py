@@ -76,5 +76,14 @@ class SnmpPlugin(DriverPlugin[SnmpDeviceConfig]):
         factory = self.session_factory or (fast_session if config.engine == "fast" else pysnmp_session)
         return SnmpDriver(config, settings, profiles, target, factory)
 
+    async def shutdown(self) -> None:
+        """Close the shared pysnmp engines, if any device used the pysnmp engine."""
+        import sys
+
+        if "drivers.snmp.pysnmp_wire" in sys.modules:
+            from drivers.snmp.pysnmp_wire import close_shared_engines
+
+            await close_shared_engines()
+
 
 PLUGIN = SnmpPlugin()
