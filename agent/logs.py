@@ -452,5 +452,9 @@ def setup_logging(
     root.setLevel(lvl)
     for name in quiet:
         logging.getLogger(name).setLevel(max(quiet_level, lvl))
+    if lvl > logging.DEBUG:
+        # pymodbus warns on every failed connect; the driver already turns each failure into a
+        # DeviceError, which the scheduler logs once per state change.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.captureWarnings(True)
     return handler

@@ -25,9 +25,17 @@ log = logging.getLogger("rackpulse.scheduler")
 BACKOFF_BASE = 0.2  # seconds before the first retry; doubles per attempt
 
 
-def start_offset(name: str, interval: float) -> float:
-    """A stable per-device offset in [0, interval) so restarts keep the same spread."""
-    return (zlib.crc32(name.encode()) / 2**32) * interval
+def start_phase(name: str) -> float:
+    """A stable per-device phase in [0, 1): where in its interval the device polls."""
+    return zlib.crc32(name.encode()) / 2**32
+
+
+def start_offset(name: str, interval: float, phase0: float = 0.0) -> float:
+    """A stable per-device offset in [0, interval) so restarts keep the same spread.
+
+    ``phase0`` rotates every phase so the earliest device of the first config polls at once.
+    """
+    return ((start_phase(name) - phase0) % 1.0) * interval
 
 
 class LagTracker:
@@ -180,9 +188,10 @@ class Scheduler:
         self.lag = LagTracker()
         self._closing: set[asyncio.Task[None]] = set()
         self.last_progress = time.monotonic()
+        self._phase0: float | None = None
 
     def offset_for(self, name: str, interval: float) -> float:
-        return start_offset(name, interval) if self.spread_start else 0.0
+        return start_offset(name, interval, self._phase0 or 0.0) if self.spread_start else 0.0
 
     def healthy(self) -> bool:
         """True while polls keep finishing: some poll ended within three of the longest cycles."""
@@ -212,6 +221,8 @@ class Scheduler:
     def apply(self, drivers: dict[str, Driver], fingerprints: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
         """Start new devices, restart changed ones and stop removed ones; returns (added, changed, removed)."""
         added, changed, removed = [], [], []
+        if self._phase0 is None and drivers:
+            self._phase0 = min(start_phase(n) for n in drivers)
         for name in list(self.pollers):
             if name not in drivers:
                 removed.append(name)

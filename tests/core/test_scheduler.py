@@ -133,3 +133,16 @@ def test_start_offsets_spread_and_stable() -> None:
     assert all(0 <= o < 10 for o in offs)
     assert offs == [start_offset(f"pdu-{i}", 10.0) for i in range(200)]
     assert max(offs) - min(offs) > 8  # spread over (almost) the whole interval
+
+
+async def test_first_poll_starts_at_once_and_the_rest_spread() -> None:
+    sink = Collect()
+    sched = Scheduler(max_concurrency=8, listeners=[sink])
+    drivers: dict[str, Driver] = {f"pdu-{i}": ScriptedDriver(f"pdu-{i}", "ok", interval=2.0) for i in range(4)}
+    t0 = time.monotonic()
+    sched.apply(drivers, {n: "x" for n in drivers})
+    await asyncio.sleep(0.3)
+    await sched.stop()
+    first = min(c for d in drivers.values() for c in d.calls)  # type: ignore[attr-defined]
+    assert first - t0 < 0.1
+    assert len(sink.outcomes) < 4  # the others wait for their slot in the interval
