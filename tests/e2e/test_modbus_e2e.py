@@ -47,6 +47,9 @@ async def test_run_serves_what_the_simulator_serves(tmp_path: Path) -> None:
             assert got[(sim.name, "rackpulse_device_up", frozenset())] == 1.0
             assert not sim.writes, "the agent must never write to a device"
         assert 'rackpulse_device_up{site="dc1",rack="r42",device="ghost"} 0.0' in text
+        code, page, headers = http_get(rp.base + "/")
+        assert code == 200 and headers["Content-Type"].startswith("text/html")
+        assert b"pdu-1" in page and b"ghost" in page and b"connection" in page
         assert 'device="ghost",reason="connection"' in text
         lint = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
         assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
