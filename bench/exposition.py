@@ -250,11 +250,12 @@ def snmp_engines(cfg: Path, engine: str) -> dict[str, int]:
     return out
 
 
-def agent_cmd(engine: str, cfg: Path) -> list[str]:
-    """``rackpulse run -c cfg``, through the engine-switching launcher unless the engine is default."""
-    if engine == "default":
+def agent_cmd(engine: str, cfg: Path, gc_log: Path | None = None) -> list[str]:
+    """``rackpulse run -c cfg``, through the launcher when an engine is forced or GC is traced."""
+    if engine == "default" and gc_log is None:
         return [rackpulse_exe(), "run", "-c", str(cfg)]
-    return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, "run", "-c", str(cfg)]
+    extra = ["--gc-log", str(gc_log)] if gc_log else []
+    return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, *extra, "run", "-c", str(cfg)]
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> float:

@@ -72,8 +72,9 @@ def inner_main(a: argparse.Namespace) -> int:
         res["snmp_engines"] = snmp_engines(cfg, a.snmp_engine)
         t0 = time.monotonic()
         limit = ["prlimit", f"--nofile={a.nofile}:{a.nofile}", "--"] if a.nofile else []
-        agent = lib.start([*limit, *agent_cmd(a.snmp_engine, cfg)], log=work / "rackpulse.log", cpus=agent_cpu,
-                          cwd=lib.REPO)
+        gc_log = work / "gc.jsonl" if a.gc_trace else None
+        agent = lib.start([*limit, *agent_cmd(a.snmp_engine, cfg, gc_log)], log=work / "rackpulse.log",
+                          cpus=agent_cpu, cwd=lib.REPO)
         lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
         res["startup_http_seconds"] = time.monotonic() - t0
         first = ready = None
@@ -168,6 +169,13 @@ def inner_main(a: argparse.Namespace) -> int:
         prom.stop()
         lib.stop(agent)
         res["agent_exit_code"] = agent.returncode
+        if gc_log is not None and gc_log.exists():
+            pauses = [json.loads(ln) for ln in gc_log.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            in_run = [p for p in pauses if w0 <= p["t"] <= w1]
+            res["gc_pauses"] = {
+                "count_over_5ms": len(in_run),
+                "by_generation": {g: _stats([p["seconds"] for p in in_run if p["gen"] == g]) for g in (0, 1, 2)},
+            }
         log_tail = (work / "rackpulse.log").read_text(errors="replace").splitlines()[-20:]
         res["agent_log_tail"] = log_tail
     report(res)
@@ -251,6 +259,8 @@ def report(res: dict[str, Any]) -> None:
         ["servers' CPU (CPU 1)", json.dumps({k: round(v or 0, 1) for k, v in res["server_cpu_percent"].items()})],
     ]
     print(lib.md_table(["figure", "value"], rows))
+    if "gc_pauses" in res:
+        print(f"\nGC pauses >= 5 ms during the window: {json.dumps(res['gc_pauses'])}")
     if "profile" in res:
         prof = res["profile"]
         print(f"\npy-spy, {prof['samples']} samples of the agent (all threads), top self time:")
@@ -270,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="serve PDUs with the project's pymodbus simulator instead of the light responder")
     p.add_argument("--snmp-engine", choices=["default", "fast", "pysnmp"], default="default",
                    help="experiment: run the agent with this SNMP session engine (via bench.agent_launch)")
+    p.add_argument("--gc-trace", action="store_true", help="log the agent's garbage-collector pauses")
     p.add_argument("--nofile", type=int, default=0,
                    help="run the agent with this open-file limit (1024 = systemd's default soft limit)")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
