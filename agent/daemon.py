@@ -103,6 +103,18 @@ class _MqttCollector(Collector):
         yield dropped
 
 
+def raise_nofile_limit() -> None:
+    """Lift the soft open-file limit to the hard one: every device holds a socket, and 1,024 is too few."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("nofile_limit_unchanged soft=%d hard=%d error=%r", soft, hard, str(e))
+
+
 def fingerprint(cfg: Config, dev_index: int) -> str:
     """What identifies a device's setup; a reload restarts a device only when this changes."""
     dev = cfg.devices[dev_index]
@@ -174,6 +186,8 @@ class Daemon:
 
     async def run(self) -> int:
         from agent.notify import Notifier
+
+        raise_nofile_limit()
 
         self.notifier = Notifier()
         try:
