@@ -7,6 +7,10 @@ compare engines use this launcher and say so in their output.
 
 ``--gc-log FILE`` also records every garbage collection that takes 5 ms or more (generation,
 seconds, objects collected) as JSON lines, to tell collector pauses from other loop stalls.
+``--gc-freeze SECONDS`` (experiment) calls ``gc.freeze()`` every SECONDS from a daemon thread,
+so long-lived objects stop being rescanned by full collections; ``--gc-threshold A,B,C`` sets
+``gc.set_threshold``. ``--gc-census FILE`` writes, 60 s after start, how many objects the
+collector tracks, by type (JSON).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import threading
 import time
 from typing import Any
 
@@ -35,15 +40,50 @@ def trace_gc(path: str, threshold: float = 0.005) -> None:
     gc.callbacks.append(callback)
 
 
+def freeze_every(seconds: float) -> None:
+    """Move everything alive into the permanent generation every ``seconds`` (never collected)."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            gc.freeze()
+
+    threading.Thread(target=loop, name="gc-freeze", daemon=True).start()
+
+
+def census_after(path: str, seconds: float = 60.0) -> None:
+    """Write the collector's tracked objects by type to ``path`` once, after ``seconds``."""
+
+    def run() -> None:
+        time.sleep(seconds)
+        counts: dict[str, int] = {}
+        objs = gc.get_objects()
+        for o in objs:
+            name = type(o).__qualname__
+            counts[name] = counts.get(name, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:30]
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"tracked": len(objs), "frozen": gc.get_freeze_count(), "top": top}, f)
+
+    threading.Thread(target=run, name="gc-census", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     engine = "default"
-    while args[:1] in (["--snmp-engine"], ["--gc-log"]):
-        if args[0] == "--snmp-engine":
-            engine = args[1]
+    while args[:1] in (["--snmp-engine"], ["--gc-log"], ["--gc-freeze"], ["--gc-threshold"], ["--gc-census"]):
+        opt, val, args = args[0], args[1], args[2:]
+        if opt == "--snmp-engine":
+            engine = val
+        elif opt == "--gc-log":
+            trace_gc(val)
+        elif opt == "--gc-freeze":
+            freeze_every(float(val))
+        elif opt == "--gc-census":
+            census_after(val)
         else:
-            trace_gc(args[1])
-        args = args[2:]
+            a, b, c = (int(x) for x in val.split(","))
+            gc.set_threshold(a, b, c)
     import drivers.snmp as snmp
 
     if engine == "fast":

@@ -250,11 +250,11 @@ def snmp_engines(cfg: Path, engine: str) -> dict[str, int]:
     return out
 
 
-def agent_cmd(engine: str, cfg: Path, gc_log: Path | None = None) -> list[str]:
-    """``rackpulse run -c cfg``, through the launcher when an engine is forced or GC is traced."""
-    if engine == "default" and gc_log is None:
+def agent_cmd(engine: str, cfg: Path, gc_log: Path | None = None, gc_opts: list[str] | None = None) -> list[str]:
+    """``rackpulse run -c cfg``, through the launcher when an engine is forced or GC is traced/tuned."""
+    if engine == "default" and gc_log is None and not gc_opts:
         return [rackpulse_exe(), "run", "-c", str(cfg)]
-    extra = ["--gc-log", str(gc_log)] if gc_log else []
+    extra = (["--gc-log", str(gc_log)] if gc_log else []) + (gc_opts or [])
     return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, *extra, "run", "-c", str(cfg)]
 
 

@@ -73,7 +73,10 @@ def inner_main(a: argparse.Namespace) -> int:
         t0 = time.monotonic()
         limit = ["prlimit", f"--nofile={a.nofile}:{a.nofile}", "--"] if a.nofile else []
         gc_log = work / "gc.jsonl" if a.gc_trace else None
-        agent = lib.start([*limit, *agent_cmd(a.snmp_engine, cfg, gc_log)], log=work / "rackpulse.log",
+        gc_opts = (["--gc-freeze", str(a.gc_freeze)] if a.gc_freeze else []) + (
+            ["--gc-threshold", a.gc_threshold] if a.gc_threshold else []) + (
+            ["--gc-census", str(work / "gc-census.json")] if a.gc_trace else [])
+        agent = lib.start([*limit, *agent_cmd(a.snmp_engine, cfg, gc_log, gc_opts)], log=work / "rackpulse.log",
                           cpus=agent_cpu, cwd=lib.REPO)
         lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
         res["startup_http_seconds"] = time.monotonic() - t0
@@ -169,6 +172,8 @@ def inner_main(a: argparse.Namespace) -> int:
         prom.stop()
         lib.stop(agent)
         res["agent_exit_code"] = agent.returncode
+        if (work / "gc-census.json").exists():
+            res["gc_census"] = json.loads((work / "gc-census.json").read_text(encoding="utf-8"))
         if gc_log is not None and gc_log.exists():
             pauses = [json.loads(ln) for ln in gc_log.read_text(encoding="utf-8").splitlines() if ln.strip()]
             in_run = [p for p in pauses if w0 <= p["t"] <= w1]
@@ -232,7 +237,8 @@ def report(res: dict[str, Any]) -> None:
     m, sch, pr = res["machine"], res["scheduler_end"], res["prometheus"]
     a = res["args"]
     print(f"\n# Fleet: {a['pdus']} PDUs @10 s + {a['switches']} switches @30 s, {res['window_seconds'] / 60:.1f} min, "
-          f"SNMP engine {res.get('snmp_engines')}; "
+          f"SNMP engine {res.get('snmp_engines')}; GC options {a.get('gc_freeze') or '-'} "
+          f"{a.get('gc_threshold') or ''}; "
           f"{m['date']}; {m['nproc']} x {m['cpu']} ({m['arch']})")
     rows = [
         ["agent CPU, mean (% of one core)", f"{res['agent_cpu_percent_mean']:.1f}"],
@@ -259,6 +265,9 @@ def report(res: dict[str, Any]) -> None:
         ["servers' CPU (CPU 1)", json.dumps({k: round(v or 0, 1) for k, v in res["server_cpu_percent"].items()})],
     ]
     print(lib.md_table(["figure", "value"], rows))
+    if "gc_census" in res:
+        print(f"\nGC-tracked objects 60 s after start: {res['gc_census']['tracked']}, top types: "
+              f"{res['gc_census']['top'][:12]}")
     if "gc_pauses" in res:
         print(f"\nGC pauses >= 5 ms during the window: {json.dumps(res['gc_pauses'])}")
     if "profile" in res:
@@ -281,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snmp-engine", choices=["default", "fast", "pysnmp"], default="default",
                    help="experiment: run the agent with this SNMP session engine (via bench.agent_launch)")
     p.add_argument("--gc-trace", action="store_true", help="log the agent's garbage-collector pauses")
+    p.add_argument("--gc-freeze", type=float, default=0, metavar="SECONDS",
+                   help="experiment: gc.freeze() in the agent every SECONDS (via bench.agent_launch)")
+    p.add_argument("--gc-threshold", help="experiment: gc.set_threshold(A,B,C) in the agent")
     p.add_argument("--nofile", type=int, default=0,
                    help="run the agent with this open-file limit (1024 = systemd's default soft limit)")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
