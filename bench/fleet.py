@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -131,6 +132,7 @@ def inner_main(a: argparse.Namespace) -> int:
                              str(Path(a.json or lib.REPO / "bench/results/fleet.json").with_suffix(".pyspy.json")))
         st1 = devices_status(port)
         mem = lib.proc_mem(agent.pid)
+        res["agent_open_files"] = len(os.listdir(f"/proc/{agent.pid}/fd"))
         window = w1 - w0
         due = due_polls(a.pdus, a.switches, window)
         done = sum(d["polls"] - polls0.get(d["name"], 0) for d in st1["devices"])
@@ -190,8 +192,6 @@ def inner_main(a: argparse.Namespace) -> int:
 
 def pyspy_exe() -> str | None:
     """py-spy from $RPBENCH_PYSPY or PATH (optional: only ``--profile`` needs it)."""
-    import os
-
     return os.environ.get("RPBENCH_PYSPY") or shutil.which("py-spy")
 
 
@@ -255,6 +255,7 @@ def report(res: dict[str, Any]) -> None:
         ["poll errors by reason", json.dumps(res["errors_total"])],
         ["devices down at end", res["devices_down_end"]],
         ["readings per round", res["readings_per_poll_round"]],
+        ["agent open file descriptors", res.get("agent_open_files")],
         ["MQTT", json.dumps(res["mqtt"])],
         ["Prometheus scrape_duration p50 / max", f"{pr['scrape_duration_seconds'].get('p50')} / "
                                                  f"{pr['scrape_duration_seconds'].get('max')} s"],
