@@ -60,24 +60,34 @@ _HEADERS = {name: _headers(d) for name, d in CATALOG.items()}
 _SAMPLE_NAME = {name: PREFIX + name for name in CATALOG}
 
 
-class DeviceBlock:
-    """Renders one device's series; keeps a per-device cache of rendered label sets."""
+# Label sets repeat across devices (outlet 1..48 on every PDU of a profile), so their rendered
+# form is cached once for the whole process rather than per device; bounded against label churn.
+_SUFFIX_CACHE: dict[Labels, str] = {}
+_SUFFIX_CACHE_MAX = 500_000
 
-    __slots__ = ("base", "cache", "families")
+
+def label_suffix(labels: Labels) -> str:
+    """',k="v",...' for a reading's own labels (cached)."""
+    s = _SUFFIX_CACHE.get(labels)
+    if s is None:
+        s = "".join(f',{k}="{escape(v)}"' for k, v in labels)
+        if len(_SUFFIX_CACHE) >= _SUFFIX_CACHE_MAX:
+            _SUFFIX_CACHE.clear()
+        _SUFFIX_CACHE[labels] = s
+    return s
+
+
+class DeviceBlock:
+    """One device's rendered series, per family; ``base`` holds its site/rack/device labels."""
+
+    __slots__ = ("base", "families")
 
     def __init__(self, base: str) -> None:
         self.base = base            # 'site="dc1",rack="r42",device="pdu-a"' plus extra labels
-        self.cache: dict[tuple[str, Labels], str] = {}
         self.families: dict[str, str] = {}
 
     def prefix(self, metric: str, labels: Labels) -> str:
-        key = (metric, labels)
-        p = self.cache.get(key)
-        if p is None:
-            extra = "".join(f',{k}="{escape(v)}"' for k, v in labels)
-            p = f"{_SAMPLE_NAME[metric]}{{{self.base}{extra}}} "
-            self.cache[key] = p
-        return p
+        return f"{_SAMPLE_NAME[metric]}{{{self.base}{label_suffix(labels)}}} "
 
 
 class PromStore:

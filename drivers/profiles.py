@@ -6,7 +6,7 @@ so an operator can override a built-in. Each driver validates the document with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from drivers.errors import ProfileError
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 P = TypeVar("P", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class ProfileLibrary:
         self.dirs = [Path(d) for d in extra_dirs] + [BUILTIN_DIR]
         self._docs: dict[str, ProfileDoc] = {}
         self._parsed: dict[tuple[str, type[Any]], Any] = {}
+        self._derived: dict[Hashable, Any] = {}
 
     def names(self) -> dict[str, ProfileDoc]:
         """Every profile found, first directory winning on a name clash."""
@@ -105,6 +107,17 @@ class ProfileLibrary:
             hook(parsed)
         self._parsed[key] = parsed
         return parsed
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """A value derived from profiles (e.g. an expanded register map), built once per library.
+
+        A thousand devices sharing one profile then share one copy instead of a thousand.
+        """
+        try:
+            return self._derived[key]  # type: ignore[no-any-return,unused-ignore]
+        except KeyError:
+            value = self._derived[key] = build()
+            return value
 
     @staticmethod
     def _read(path: Path) -> ProfileDoc:

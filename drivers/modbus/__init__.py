@@ -28,7 +28,7 @@ __all__ = ["PLUGIN", "ModbusDeviceConfig", "ModbusDriver", "ModbusPlugin", "load
 def load_profile(library: ProfileLibrary, name: str, max_repeat: int | None = None) -> ExpandedProfile:
     """Load, validate and expand a Modbus profile by name (the parsed document is cached)."""
     doc = library.load(name, ModbusProfile, "modbus")
-    return expand_profile(name, doc, max_repeat)
+    return library.memo(("modbus-expanded", name, max_repeat), lambda: expand_profile(name, doc, max_repeat))
 
 
 class ModbusPlugin(DriverPlugin[ModbusDeviceConfig]):

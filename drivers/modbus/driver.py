@@ -181,6 +181,27 @@ class _Job:
     decoder: RegisterDecoder | BitDecoder
 
 
+Plan = tuple[list[PlannedRead], list[RegisterDecoder | BitDecoder]]
+# Devices built from the same profile share one read plan and its (immutable) decoders.
+_PLANS: dict[tuple[tuple[FieldDef, ...], int, int], Plan] = {}
+
+
+def _shared_plan(fields: tuple[FieldDef, ...], max_registers: int, max_gap: int) -> Plan:
+    key = (fields, max_registers, max_gap)
+    plan = _PLANS.get(key)
+    if plan is None:
+        reads = plan_reads(fields, max_registers=max_registers, max_gap=max_gap)
+        decoders: list[RegisterDecoder | BitDecoder] = []
+        for read in reads:
+            items = [f for f in read.items if isinstance(f, FieldDef)]
+            if read.function in BIT_FUNCTIONS:
+                decoders.append(BitDecoder(read.address, read.count, items))
+            else:
+                decoders.append(RegisterDecoder(read.address, read.count, items))
+        plan = _PLANS[key] = (reads, decoders)
+    return plan
+
+
 class ModbusDriver(Driver):
     """Polls one Modbus device according to its expanded fields."""
 
@@ -197,22 +218,13 @@ class ModbusDriver(Driver):
     ) -> None:
         super().__init__(config, settings)
         self.fields = tuple(fields)
-        self.reads = plan_reads(self.fields, max_registers=config.max_registers, max_gap=config.max_gap)
-        self._jobs = [self._job(r) for r in self.reads]
+        self.reads, decoders = _shared_plan(self.fields, config.max_registers, config.max_gap)
+        self._jobs = [_Job(r, self._request(r), d) for r, d in zip(self.reads, decoders, strict=True)]
         self._info_fields = tuple(info_fields)
         self._info_reads = plan_reads(self._info_fields, max_registers=config.max_registers, max_gap=0)
         self._static = static_info or DeviceInfo(driver="modbus")
         self._info: DeviceInfo | None = None
         self._link: _Link | None = None
-
-    def _job(self, read: PlannedRead) -> _Job:
-        fields = [f for f in read.items if isinstance(f, FieldDef)]
-        decoder: RegisterDecoder | BitDecoder
-        if read.function in BIT_FUNCTIONS:
-            decoder = BitDecoder(read.address, read.count, fields)
-        else:
-            decoder = RegisterDecoder(read.address, read.count, fields)
-        return _Job(read, self._request(read), decoder)
 
     def _request(self, read: PlannedRead) -> ModbusPDU:
         return _REQUEST_CLASS[read.function](address=read.address, count=read.count, dev_id=self.config.unit_id)

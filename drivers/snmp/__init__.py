@@ -66,14 +66,17 @@ class SnmpPlugin(DriverPlugin[SnmpDeviceConfig]):
     def create(self, config: SnmpDeviceConfig, library: ProfileLibrary, settings: PollSettings) -> Driver:
         from drivers.snmp.driver import SnmpDriver
         from drivers.snmp.fastwire import fast_session
-        from drivers.snmp.pysnmp_wire import pysnmp_session
 
         profiles = [load_profile(library, n) for n in config.profile_names()]
         inline = inline_profile(config)
         if inline:
             profiles.append(inline)
         target = make_target(config, settings)
-        factory = self.session_factory or (fast_session if config.engine == "fast" else pysnmp_session)
+        factory = self.session_factory or fast_session
+        if self.session_factory is None and config.engine == "pysnmp":
+            from drivers.snmp.pysnmp_wire import pysnmp_session  # pysnmp costs ~15 MB and 1-2 CPU-s to import
+
+            factory = pysnmp_session
         return SnmpDriver(config, settings, profiles, target, factory)
 
     async def shutdown(self) -> None:

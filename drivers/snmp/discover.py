@@ -13,8 +13,8 @@ from drivers.errors import DeviceError, ProfileError
 from drivers.profiles import ProfileLibrary
 from drivers.snmp import load_profile
 from drivers.snmp.driver import SYS_DESCR, SYS_OBJECT_ID, vb_text
+from drivers.snmp.fastwire import fast_session
 from drivers.snmp.profile import SnmpProfile
-from drivers.snmp.pysnmp_wire import pysnmp_session
 from drivers.snmp.wire import SessionFactory, SnmpSession, SnmpTarget, format_oid
 
 
@@ -47,7 +47,7 @@ async def discover_snmp(
     target: SnmpTarget | None = None,
     library: ProfileLibrary | None = None,
     timeout: float = 2.0,
-    session_factory: SessionFactory = pysnmp_session,
+    session_factory: SessionFactory = fast_session,
 ) -> Discovery:
     """Read sysObjectID and sysDescr and suggest profiles; raises DeviceError if the device is silent.
 

@@ -24,8 +24,8 @@ from drivers.errors import DeviceError
 from drivers.model import DeviceInfo, Labels, PollResult, Reading, make_labels
 from drivers.snmp import wire
 from drivers.snmp.config import SnmpDeviceConfig
+from drivers.snmp.fastwire import fast_session
 from drivers.snmp.profile import LabelSpec, Part, SnmpProfile, TableSpec, ValueSpec
-from drivers.snmp.pysnmp_wire import pysnmp_session
 from drivers.snmp.wire import Oid, SessionFactory, SnmpSession, SnmpTarget, VarBind, format_oid, parse_oid
 
 log = logging.getLogger("rackpulse.snmp")
@@ -109,7 +109,7 @@ class SnmpDriver(Driver):
         settings: PollSettings,
         profiles: Sequence[SnmpProfile],
         target: SnmpTarget,
-        session_factory: SessionFactory = pysnmp_session,
+        session_factory: SessionFactory = fast_session,
     ) -> None:
         super().__init__(config, settings)
         self.profiles = list(profiles)
