@@ -7,6 +7,7 @@ SIGINT stop polling, flush or spool MQTT, publish ``offline`` and exit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -231,8 +232,27 @@ class Daemon:
         log.info("started version=%s devices=%d listen=%s:%d", __version__, len(drivers), host, self.http.port)
         self.notifier.ready(f"polling {len(drivers)} devices")
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        freezer = asyncio.create_task(self._freeze_when_polled(), name="gc-freeze")
         await self._stop.wait()
+        freezer.cancel()
         return await self._shutdown(watchdog, mqtt_task)
+
+    async def _freeze_when_polled(self) -> None:
+        """Move the long-lived heap (drivers, caches, rendered blocks) out of the collector's sight.
+
+        With a thousand devices the full collections otherwise walk millions of long-lived objects
+        and stall the loop for half a second; once every device has been polled, the set of
+        long-lived objects is stable, so freeze it (again after each reload).
+        """
+        frozen_for: object = None
+        while True:
+            await asyncio.sleep(1.0)
+            sched = self.scheduler
+            if sched is None or not sched.pollers or not sched.all_polled() or frozen_for is self.cfg:
+                continue
+            gc.freeze()  # no collect() first: on a big heap that is the very stall we are avoiding
+            frozen_for = self.cfg
+            log.info("gc_frozen objects=%d", gc.get_freeze_count())
 
     async def _shutdown(self, watchdog: asyncio.Task[None], mqtt_task: asyncio.Task[Any] | None) -> int:
         t0 = time.monotonic()
