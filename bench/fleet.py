@@ -72,7 +72,8 @@ def inner_main(a: argparse.Namespace) -> int:
                            switch_interval="30s")
         res["snmp_engines"] = snmp_engines(cfg, a.snmp_engine)
         t0 = time.monotonic()
-        limit = ["prlimit", f"--nofile={a.nofile}:{a.nofile}", "--"] if a.nofile else []
+        nofile = a.nofile if ":" in a.nofile else f"{a.nofile}:{a.nofile}"
+        limit = ["prlimit", f"--nofile={nofile}", "--"] if a.nofile else []
         gc_log = work / "gc.jsonl" if a.gc_trace else None
         gc_opts = (["--gc-freeze", str(a.gc_freeze)] if a.gc_freeze else []) + (
             ["--gc-threshold", a.gc_threshold] if a.gc_threshold else []) + (
@@ -294,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gc-freeze", type=float, default=0, metavar="SECONDS",
                    help="experiment: gc.freeze() in the agent every SECONDS (via bench.agent_launch)")
     p.add_argument("--gc-threshold", help="experiment: gc.set_threshold(A,B,C) in the agent")
-    p.add_argument("--nofile", type=int, default=0,
-                   help="run the agent with this open-file limit (1024 = systemd's default soft limit)")
+    p.add_argument("--nofile", default="", metavar="SOFT[:HARD]",
+                   help="run the agent with this open-file limit; 1024:524288 is systemd's default for services")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="also sample the agent with py-spy for SECONDS (needs py-spy)")
     p.add_argument("--json", help="where to write results (default bench/results/fleet.json)")

@@ -467,10 +467,16 @@ def save_results(name: str, data: dict[str, Any], path: str | None = None) -> Pa
 
 @contextlib.contextmanager
 def workdir(prefix: str) -> Iterator[Path]:
-    """A temporary directory removed afterwards (unless RPBENCH_KEEP is set)."""
+    """A temporary directory removed afterwards (unless RPBENCH_KEEP is set).
+
+    Tracked processes are stopped first: snmpd, for one, writes its persistent state on exit
+    and would otherwise re-create part of the directory after it was removed.
+    """
     d = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield d
     finally:
+        for p in reversed(list(_started.values())):
+            stop(p)
         if not os.environ.get("RPBENCH_KEEP"):
             shutil.rmtree(d, ignore_errors=True)
