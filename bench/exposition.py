@@ -258,6 +258,22 @@ def agent_cmd(engine: str, cfg: Path, gc_log: Path | None = None, gc_opts: list[
     return [lib.PY, "-m", "bench.agent_launch", "--snmp-engine", engine, *extra, "run", "-c", str(cfg)]
 
 
+def wait_healthz(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    """Block until the agent answers /healthz; fail with its log tail if it exits first."""
+    end = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"the agent exited with {proc.returncode} before serving /healthz:\n{tail}")
+        try:
+            lib.http_get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise TimeoutError(f"the agent did not answer /healthz within {timeout:g}s") from None
+            time.sleep(0.1)
+
+
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> float:
     """Seconds until /readyz answers 200 (every device polled once)."""
     t0 = time.monotonic()
@@ -288,7 +304,7 @@ def inner_main(a: argparse.Namespace) -> int:
         res["snmp_engines"] = snmp_engines(cfg, a.snmp_engine)
         t0 = time.monotonic()
         agent = lib.start(agent_cmd(a.snmp_engine, cfg), log=work / "rackpulse.log", cpus=agent_cpu, cwd=lib.REPO)
-        lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        wait_healthz(port, agent, work / "rackpulse.log", timeout=60)
         res["startup_http_seconds"] = time.monotonic() - t0
         res["startup_ready_seconds"] = wait_ready(port, agent, timeout=120) + res["startup_http_seconds"]
         time.sleep(a.interval_s + 2)  # one more full round so every device series exists

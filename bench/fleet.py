@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import lib
-from bench.exposition import Prometheus, _stats, agent_cmd, snmp_engines, write_config
+from bench.exposition import Prometheus, _stats, agent_cmd, snmp_engines, wait_healthz, write_config
 from bench.sims import start_pdus
 
 
@@ -80,7 +80,7 @@ def inner_main(a: argparse.Namespace) -> int:
             ["--gc-census", str(work / "gc-census.json")] if a.gc_trace else [])
         agent = lib.start([*limit, *agent_cmd(a.snmp_engine, cfg, gc_log, gc_opts)], log=work / "rackpulse.log",
                           cpus=agent_cpu, cwd=lib.REPO)
-        lib.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
+        wait_healthz(port, agent, work / "rackpulse.log")
         res["startup_http_seconds"] = time.monotonic() - t0
         first = ready = None
         while time.monotonic() - t0 < 120 and ready is None:
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="experiment: gc.freeze() in the agent every SECONDS (via bench.agent_launch)")
     p.add_argument("--gc-threshold", help="experiment: gc.set_threshold(A,B,C) in the agent")
     p.add_argument("--nofile", default="", metavar="SOFT[:HARD]",
-                   help="run the agent with this open-file limit; 1024:524288 is systemd's default for services")
+                   help="run the agent with this open-file limit (systemd's default for services is soft 1024)")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                    help="also sample the agent with py-spy for SECONDS (needs py-spy)")
     p.add_argument("--json", help="where to write results (default bench/results/fleet.json)")
