@@ -23,9 +23,14 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_port() -> int:
+    """A free UDP port on 127.0.0.1."""
+    return free_port(socket.SOCK_DGRAM)
+
+
 def require_binary(name: str) -> str:
     """Path of a binary the test needs; fails loudly (never skips) when it is missing."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     assert path, f"{name} is required for this test; ./tests/run.sh installs it"
     return path
 

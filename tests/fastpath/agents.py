@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from drivers.snmp import fastcodec as fc
 from drivers.snmp import wire
 from drivers.snmp.wire import Oid, VarBind, format_oid, parse_oid
+from tests.helpers import free_udp_port, require_binary
 
 COMMUNITY = "fastpath"
 # name -> (auth protocol, auth key, priv protocol, priv key), with snmpd's spelling derived below.
@@ -34,20 +34,6 @@ USERS: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
     "noauth": (None, None, None, None),
 }
 _NETSNMP = {"SHA256": "SHA-256", "SHA512": "SHA-512", "AES256": "AES-256", "AES192": "AES-192"}
-
-
-def free_udp_port() -> int:
-    """A free UDP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def require_binary(name: str) -> str:
-    """Path of a Net-SNMP binary; fails loudly (never skips) when it is missing."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    assert path, f"{name} is required for the fast-path live tests (Debian packages snmpd and snmp)"
-    return path
 
 
 def netsnmp_name(proto: str) -> str:

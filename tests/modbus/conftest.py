@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,22 +12,10 @@ from drivers.modbus import PLUGIN, ModbusDriver
 from drivers.modbus.config import ModbusDeviceConfig
 from drivers.modbus.simulator import ModbusPduSimulator
 from drivers.profiles import ProfileLibrary
+from tests.helpers import free_port as free_port
+from tests.helpers import require_binary as require_binary
 
 MakeDriver = Callable[..., ModbusDriver]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def require_binary(name: str) -> str:
-    """Path of a binary the test needs; fails loudly (never skips) when it is missing."""
-    path = shutil.which(name)
-    assert path, f"{name} is required for this test (Debian package {name}); ./tests/run.sh installs it"
-    return path
 
 
 def make_driver(port: int, profile: str = "raritan-px-modbus", timeout: float = 2.0, **extra: Any) -> ModbusDriver:

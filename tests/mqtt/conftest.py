@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from agent.config import MqttSettings
 from agent.mqtt import MqttPublisher
 from agent.mqtt_broker import MosquittoBroker, find_mosquitto, start_mosquitto
+from tests.helpers import require_binary as require_binary
 
 SITE, RACK, AGENT = "dc1", "r42", "rc-test"
 
@@ -21,13 +21,6 @@ def require_mosquitto() -> str:
     """The mosquitto binary; the test fails (never skips) when it is missing."""
     exe = find_mosquitto()
     assert exe, "mosquitto is required for the MQTT tests (apt-get install mosquitto)"
-    return exe
-
-
-def require_binary(name: str) -> str:
-    """Path of a binary a test needs; fails loudly (never skips) when it is missing."""
-    exe = shutil.which(name) or shutil.which(name, path="/usr/sbin")
-    assert exe, f"{name} is required for this test (apt-get install mosquitto)"
     return exe
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,21 +20,7 @@ from drivers.snmp.config import SnmpDeviceConfig
 from drivers.snmp.driver import SnmpDriver
 from drivers.snmp.pysnmp_wire import close_shared_engines
 from drivers.snmp.simulator import SimV3User, SnmpSimulator
-
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def require_binary(name: str) -> str:
-    """Path of a binary the test needs; fails loudly (never skips) when it is missing."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
-    assert path, f"{name} is required for this test (Debian packages snmpd and snmp); ./tests/run.sh installs it"
-    return path
-
+from tests.helpers import free_udp_port, require_binary
 
 V3 = SimV3User(user="simuser", auth_protocol="SHA", auth_key="auth-secret-1", priv_protocol="AES",
                priv_key="priv-secret-1")
