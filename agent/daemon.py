@@ -313,6 +313,8 @@ class Daemon:
             fps = {d.name: fingerprint(cfg, i) for i, d in enumerate(cfg.devices)}
             keep = {n: d for n, d in drivers.items()}
             added, changed, removed = self.scheduler.apply(keep, fps)
-            self.cfg = cfg
+            # Keep the running identity and publishers' settings; only the device list changes.
+            top = old.top.model_copy(update={"devices": cfg.top.devices, "profile_dirs": cfg.top.profile_dirs})
+            self.cfg = Config(top=top, devices=cfg.devices, source=cfg.source)
             log.info("reloaded added=%s changed=%s removed=%s", added, changed, removed)
             self.notifier.ready(f"polling {len(drivers)} devices")
