@@ -306,13 +306,15 @@ class Daemon:
                 return
             old = self.cfg
             assert self.scheduler is not None and old is not None
-            if (cfg.site, cfg.rack, cfg.top.prometheus, cfg.top.mqtt, cfg.top.agent) != (
-                old.site, old.rack, old.top.prometheus, old.top.mqtt, old.top.agent,
-            ):
-                log.warning("reload_partial: site/rack/agent/prometheus/mqtt changes need a restart; devices applied")
+            fixed = ("site", "rack", "prometheus", "mqtt")
+            stale = [k for k in fixed if getattr(cfg.top, k) != getattr(old.top, k)]
+            a_new, a_old = cfg.top.agent, old.top.agent
+            stale += [f"agent.{k}" for k in ("name", "state_dir", "max_concurrency", "log_format", "log_level")
+                      if getattr(a_new, k) != getattr(a_old, k)]
+            if stale:  # device timing defaults (interval, timeout, retries) do apply
+                log.warning("reload_partial need_restart=%s", ",".join(stale))
             fps = {d.name: fingerprint(cfg, i) for i, d in enumerate(cfg.devices)}
-            keep = {n: d for n, d in drivers.items()}
-            added, changed, removed = self.scheduler.apply(keep, fps)
+            added, changed, removed = self.scheduler.apply(drivers, fps)
             # Keep the running identity and publishers' settings; only the device list changes.
             top = old.top.model_copy(update={"devices": cfg.top.devices, "profile_dirs": cfg.top.profile_dirs})
             self.cfg = Config(top=top, devices=cfg.devices, source=cfg.source)
