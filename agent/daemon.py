@@ -24,8 +24,10 @@ from agent.config import Config, load_config
 from agent.exposition import PromStore
 from agent.http import HttpHooks, HttpServer
 from agent.logs import register_config_secrets
+from agent.notify import Notifier
 from agent.results import DeviceState, PollOutcome
 from agent.scheduler import Scheduler
+from agent.status_page import StatusSnapshot, render_html, render_json
 from drivers.errors import ConfigError
 from drivers.registry import plugins
 
@@ -139,7 +141,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.registry = CollectorRegistry()
-        self.notifier: Any = None
+        self.notifier = Notifier()
 
     # --- setup -------------------------------------------------------------------------------
     def _agent_metrics(self, cfg: Config) -> None:
@@ -154,19 +156,13 @@ class Daemon:
         reg.register(_MqttCollector(self))
 
     def _status_html(self) -> str:
-        from agent.status_page import render_html
-
         return render_html(self.snapshot())
 
     def _devices_json(self) -> dict[str, Any]:
-        from agent.status_page import render_json
-
         return render_json(self.snapshot())
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> StatusSnapshot:
         """A StatusSnapshot for the status page and /api/devices."""
-        from agent.status_page import StatusSnapshot
-
         assert self.cfg is not None
         states: list[DeviceState] = self.scheduler.states() if self.scheduler else []
         return StatusSnapshot(
@@ -186,11 +182,7 @@ class Daemon:
         )
 
     async def run(self) -> int:
-        from agent.notify import Notifier
-
         raise_nofile_limit()
-
-        self.notifier = Notifier()
         try:
             cfg = load_config(self.config_path)
             drivers = cfg.build_drivers()
