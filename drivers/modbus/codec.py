@@ -161,6 +161,17 @@ class BitDecoder:
             out.append(Reading(device, metric, labels, raw * scale + offset, kind, ts))
         return dropped
 
+    def decode_packed(self, packed: bytes, device: str, ts: float, out: list[Reading]) -> int:
+        """As :meth:`decode`, from the answer's bytes as sent (8 bits a byte, lowest bit first)."""
+        dropped = 0
+        for pos, (metric, labels, kind, scale, offset, sentinels, _check) in self.items:
+            raw = packed[pos >> 3] >> (pos & 7) & 1
+            if sentinels and raw in sentinels:
+                dropped += 1
+                continue
+            out.append(Reading(device, metric, labels, raw * scale + offset, kind, ts))
+        return dropped
+
 
 def registers_to_bytes(registers: Sequence[int]) -> bytes:
     """Wire payload for a list of 16-bit registers (each big-endian, as Modbus sends them)."""

@@ -6,7 +6,7 @@ carries its path, e.g. ``devices[1].registers[0].type: Input should be 'int16', 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +22,12 @@ class ModbusDeviceConfig(DeviceConfigBase):
 
     driver: Literal["modbus"]
     transport: Literal["tcp", "rtu-over-tcp", "rtu"] = "tcp"
+    # "fast": drivers/modbus/fasttcp.py (Modbus/TCP only, the default there); "pymodbus": the
+    # reference client, and the only one for rtu and rtu-over-tcp. Filled in from the transport.
+    engine: Literal["fast", "pymodbus"] = "fast"
+    # requests of one poll in flight at once on the TCP connection (engine fast); >1 is opt-in
+    # because some devices and gateways handle only one transaction at a time
+    pipeline: int = Field(default=1, ge=1, le=16)
     unit_id: int = Field(default=1, ge=0, le=247)
     # rtu: the serial device, e.g. /dev/ttyUSB0 (host/port are not used)
     serial_port: str | None = None
@@ -39,8 +45,23 @@ class ModbusDeviceConfig(DeviceConfigBase):
     word_order: Order = "big"
     registers: list[RegisterSpec] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_engine(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("engine") is None:
+            transport = data.get("transport", "tcp")
+            data = {**data, "engine": "fast" if transport in (None, "tcp") else "pymodbus"}
+        return data
+
     @model_validator(mode="after")
     def _transport_fields(self) -> ModbusDeviceConfig:
+        if self.engine == "fast" and self.transport != "tcp":
+            raise ValueError(
+                f"engine 'fast' speaks Modbus/TCP (MBAP) only; transport {self.transport!r} always uses "
+                "pymodbus: remove 'engine' or set engine: pymodbus"
+            )
+        if self.pipeline > 1 and self.engine != "fast":
+            raise ValueError(f"pipeline {self.pipeline} needs engine 'fast'; pymodbus sends one request at a time")
         if self.transport == "rtu":
             if not self.serial_port:
                 raise ValueError("transport 'rtu' needs serial_port (e.g. /dev/ttyUSB0)")

@@ -1,10 +1,14 @@
-"""The Modbus driver: polls one device over TCP, RTU-over-TCP or serial RTU with pymodbus 3.16.
+"""The Modbus driver: polls one device over TCP, RTU-over-TCP or serial RTU.
 
-Each poll issues the pre-planned reads one after another on one connection and decodes every
-payload with a pre-compiled :class:`~drivers.modbus.codec.RegisterDecoder`. Only read function
-codes (01-04) are ever sent. The client is created lazily, connects on the first poll and
-reconnects on the next poll after the device dropped it; pymodbus's own retries and background
-reconnects are off because the agent's scheduler owns retries and backoff.
+Two engines carry the requests. On ``transport: tcp`` the default is ``engine: fast``, the lean
+Modbus/TCP client in :mod:`drivers.modbus.fasttcp`, which can keep up to ``pipeline`` requests of
+a poll in flight at once; ``engine: pymodbus`` (pymodbus 3.16) is the reference, and the only
+engine for RTU-over-TCP and serial RTU. Either way each poll issues the pre-planned reads on one
+connection, in plan order, and decodes every payload with a pre-compiled
+:class:`~drivers.modbus.codec.RegisterDecoder` straight from the answer's bytes. Only read
+function codes (01-04) are ever sent. The connection opens on the first poll and is reopened on
+the next poll after the device dropped it; pymodbus's own retries and background reconnects are
+off because the agent's scheduler owns retries and backoff.
 
 Failure reasons: exception responses -> ``exception``; no answer in time -> ``timeout``; refused,
 dropped or unreachable -> ``connection``; a malformed answer -> ``protocol``; undecodable values
@@ -17,7 +21,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +36,7 @@ from drivers.base import Driver, PollSettings
 from drivers.errors import DeviceError
 from drivers.modbus.codec import BitDecoder, RegisterDecoder, decode_number, decode_string
 from drivers.modbus.config import ModbusDeviceConfig
+from drivers.modbus.fasttcp import EXCEPTION_NAMES, FastTcpClient, FastTcpError, ReadRequest, unpack_bits
 from drivers.modbus.plan import BIT_FUNCTIONS, PlannedRead, plan_reads
 from drivers.modbus.profile import FieldDef, InfoField
 from drivers.model import DeviceInfo, PollResult, Reading
@@ -43,19 +48,6 @@ log = logging.getLogger(__name__)
 _pm_logger = logging.getLogger("pymodbus")
 if _pm_logger.level == logging.NOTSET:
     _pm_logger.setLevel(logging.CRITICAL)
-
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    7: "negative acknowledge",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
 
 _REQUEST_CLASS: dict[str, type[ModbusPDU]] = {
     "coil": ReadCoilsRequest,
@@ -181,6 +173,14 @@ class _Job:
     decoder: RegisterDecoder | BitDecoder
 
 
+@dataclass(frozen=True, slots=True)
+class _FastJob:
+    read: PlannedRead
+    request: ReadRequest
+    # the decoder's entry point for the answer's data bytes (registers, or bits packed 8 a byte)
+    decode: Callable[[bytes, str, float, list[Reading]], int]
+
+
 Plan = tuple[list[PlannedRead], list[RegisterDecoder | BitDecoder]]
 # Devices built from the same profile share one read plan and its (immutable) decoders.
 _PLANS: dict[tuple[tuple[FieldDef, ...], int, int], Plan] = {}
@@ -202,8 +202,26 @@ def _shared_plan(fields: tuple[FieldDef, ...], max_registers: int, max_gap: int)
     return plan
 
 
+# ... and, per unit id, the same pre-framed fast-engine requests.
+_FAST_JOBS: dict[tuple[tuple[FieldDef, ...], int, int, int], tuple[_FastJob, ...]] = {}
+
+
+def _shared_fast_jobs(fields: tuple[FieldDef, ...], max_registers: int, max_gap: int, unit_id: int) -> tuple[
+        _FastJob, ...]:
+    key = (fields, max_registers, max_gap, unit_id)
+    jobs = _FAST_JOBS.get(key)
+    if jobs is None:
+        reads, decoders = _shared_plan(fields, max_registers, max_gap)
+        jobs = _FAST_JOBS[key] = tuple(
+            _FastJob(r, ReadRequest(r.function_code, r.address, r.count, unit_id),
+                     d.decode_packed if isinstance(d, BitDecoder) else d.decode)
+            for r, d in zip(reads, decoders, strict=True)
+        )
+    return jobs
+
+
 class ModbusDriver(Driver):
-    """Polls one Modbus device according to its expanded fields."""
+    """Polls one Modbus device according to its expanded fields, with the configured engine."""
 
     config: ModbusDeviceConfig
 
@@ -219,12 +237,20 @@ class ModbusDriver(Driver):
         super().__init__(config, settings)
         self.fields = tuple(fields)
         self.reads, decoders = _shared_plan(self.fields, config.max_registers, config.max_gap)
-        self._jobs = [_Job(r, self._request(r), d) for r, d in zip(self.reads, decoders, strict=True)]
+        # the config allows engine "fast" on transport tcp only
+        self.fast = config.engine == "fast"
+        self._jobs: list[_Job] = []
+        self._fast_jobs: tuple[_FastJob, ...] = ()
+        if self.fast:
+            self._fast_jobs = _shared_fast_jobs(self.fields, config.max_registers, config.max_gap, config.unit_id)
+        else:
+            self._jobs = [_Job(r, self._request(r), d) for r, d in zip(self.reads, decoders, strict=True)]
         self._info_fields = tuple(info_fields)
         self._info_reads = plan_reads(self._info_fields, max_registers=config.max_registers, max_gap=0)
         self._static = static_info or DeviceInfo(driver="modbus")
         self._info: DeviceInfo | None = None
         self._link: _Link | None = None
+        self._client: FastTcpClient | None = None
 
     def _request(self, read: PlannedRead) -> ModbusPDU:
         return _REQUEST_CLASS[read.function](address=read.address, count=read.count, dev_id=self.config.unit_id)
@@ -252,6 +278,8 @@ class ModbusDriver(Driver):
 
     async def close(self) -> None:
         """Close the connection (a shared serial port closes with its last device)."""
+        if self._client is not None:
+            self._client.close()
         link, self._link = self._link, None
         if link is None:
             return
@@ -268,6 +296,94 @@ class ModbusDriver(Driver):
         self._info = None
 
     # -- polling ------------------------------------------------------------------------------
+
+    async def poll(self) -> PollResult:
+        """Read every planned request once and return the readings; raise DeviceError on failure."""
+        if self.fast:
+            return await self._poll_fast()
+        return await self._poll_pymodbus()
+
+    # -- engine fast --------------------------------------------------------------------------
+
+    def _fast_failure(self, client: FastTcpClient, read: PlannedRead, e: FastTcpError) -> DeviceError:
+        if e.reason == "exception":
+            client.abandon()  # the connection is sound; answers still due to this poll are dropped
+        else:
+            # timeout, malformed answer or lost connection: a late answer must not meet the next poll
+            client.close()
+            self._info = None
+        return DeviceError(e.reason, f"read {read.describe()}: {e}")
+
+    async def _fast_connect(self) -> FastTcpClient:
+        client = self._client
+        if client is None:
+            cfg = self.config
+            assert cfg.host is not None
+            client = self._client = FastTcpClient(cfg.host, cfg.tcp_port, cfg.unit_id, self.settings.timeout)
+        if not client.connected:
+            self._info = None
+            try:
+                await client.connect()
+            except FastTcpError as e:
+                raise DeviceError(e.reason, str(e)) from None
+        return client
+
+    async def _poll_fast(self) -> PollResult:
+        ts = time.time()
+        client = await self._fast_connect()
+        requests = 0
+        if self._info is None:
+            requests += await self._read_info(self._fast_info_read)
+        jobs = self._fast_jobs
+        n = len(jobs)
+        window = self.config.pipeline
+        device = self.config.name
+        readings: list[Reading] = []
+        tids: list[int] = []
+        sent = 0
+        job = jobs[0]
+        try:
+            for i in range(n):
+                job = jobs[i]
+                if i == sent:  # nothing in flight: send the next window
+                    sent = min(n, i + window)
+                    tids += client.send([j.request for j in jobs[i:sent]])
+                data = client.take(tids[i], job.request)
+                if data is None:
+                    # about to wait: top the window up first, so the device always has work queued
+                    top = min(n, i + window)
+                    if top > sent:
+                        tids += client.send([j.request for j in jobs[sent:top]])
+                        sent = top
+                    data = await client.wait(tids[i], job.request)
+                job.decode(data, device, ts, readings)
+        except FastTcpError as e:
+            raise self._fast_failure(client, job.read, e) from None
+        except (struct.error, IndexError, TypeError, ValueError) as e:
+            client.abandon()
+            raise DeviceError("decode", f"read {job.read.describe()}: cannot decode answer: {e}") from None
+        except asyncio.CancelledError:
+            client.close()
+            self._info = None
+            raise
+        assert self._info is not None
+        return PollResult(readings=readings, info=self._info, requests=requests + n)
+
+    async def _fast_info_read(self, read: PlannedRead) -> bytes | list[bool]:
+        client = self._client
+        assert client is not None
+        request = ReadRequest(read.function_code, read.address, read.count, self.config.unit_id)
+        try:
+            data = await client.read(request)
+        except FastTcpError as e:
+            raise self._fast_failure(client, read, e) from None
+        except asyncio.CancelledError:
+            client.close()
+            self._info = None
+            raise
+        return unpack_bits(data, read.count) if read.function in BIT_FUNCTIONS else data
+
+    # -- engine pymodbus ----------------------------------------------------------------------
 
     async def _read(self, link: _Link, read: PlannedRead, request: ModbusPDU) -> ModbusPDU:
         try:
@@ -328,8 +444,7 @@ class ModbusDriver(Driver):
         # pymodbus prefixes messages with "Modbus Error: [Connection] "; keep the useful tail.
         return text.split("] ", 1)[-1].strip() or type(e).__name__
 
-    async def poll(self) -> PollResult:
-        """Read every planned request once and return the readings; raise DeviceError on failure."""
+    async def _poll_pymodbus(self) -> PollResult:
         ts = time.time()
         link = self._get_link()
         requests = 0
@@ -337,7 +452,15 @@ class ModbusDriver(Driver):
             self._info = None
             await link.connect()
         if self._info is None:
-            requests += await self._read_info(link)
+
+            async def read_one(read: PlannedRead) -> bytes | list[bool]:
+                resp = await self._read(link, read, self._request(read))
+                if read.function in BIT_FUNCTIONS:
+                    return list(resp.bits)
+                payload: bytes = resp.payload  # type: ignore[attr-defined]
+                return payload
+
+            requests += await self._read_info(read_one)
         device = self.config.name
         readings: list[Reading] = []
         for job in self._jobs:
@@ -353,14 +476,16 @@ class ModbusDriver(Driver):
         assert self._info is not None
         return PollResult(readings=readings, info=self._info, requests=requests)
 
-    async def _read_info(self, link: _Link) -> int:
+    # -- identity -----------------------------------------------------------------------------
+
+    async def _read_info(self, read_one: Callable[[PlannedRead], Awaitable[bytes | list[bool]]]) -> int:
         """Read identity registers once per connection; a device lacking them keeps static info."""
         s = self._static
         info = DeviceInfo(s.vendor, s.model, s.serial, s.firmware, s.profile, s.driver)
         n = 0
         for read in self._info_reads:
             try:
-                resp = await self._read(link, read, self._request(read))
+                data = await read_one(read)
             except DeviceError as e:
                 if e.reason != "exception":
                     raise
@@ -370,17 +495,17 @@ class ModbusDriver(Driver):
             n += 1
             for item in read.items:
                 assert isinstance(item, InfoField)
-                setattr(info, item.key, _info_text(item, read, resp))
+                setattr(info, item.key, _info_text(item, read, data))
         self._info = info
         return n
 
 
-def _info_text(item: InfoField, read: PlannedRead, resp: ModbusPDU) -> str:
+def _info_text(item: InfoField, read: PlannedRead, data: bytes | list[bool]) -> str:
     if item.function in BIT_FUNCTIONS:
-        return "1" if resp.bits[item.address - read.address] else "0"
-    payload: bytes = resp.payload  # type: ignore[attr-defined]
+        return "1" if data[item.address - read.address] else "0"
+    assert isinstance(data, bytes)
     off = (item.address - read.address) * 2
-    regs = list(struct.unpack_from(f">{item.width}H", payload, off))
+    regs = list(struct.unpack_from(f">{item.width}H", data, off))
     if item.type == "string":
         return decode_string(regs, item.byte_order)
     return str(decode_number(item.type, regs, item.word_order, item.byte_order))
