@@ -14,6 +14,7 @@ per-request timeouts, an immediate error when the device drops the connection, a
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
 from collections.abc import Sequence
 
@@ -267,7 +268,8 @@ class FastTcpClient:
         except TimeoutError:
             raise ConnectionLost(f"cannot connect to {self.where}: no answer within {self.timeout:g}s") from None
         except OSError as e:
-            raise ConnectionLost(f"cannot connect to {self.where}: {e.strerror or e}") from None
+            why = os.strerror(e.errno) if e.errno else str(e)  # asyncio's strerror repeats the address
+            raise ConnectionLost(f"cannot connect to {self.where}: {why}") from None
         self._proto = proto
         self._tid = 0
 
