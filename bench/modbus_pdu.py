@@ -7,9 +7,15 @@ at address 0, and the project's ``ModbusPduSimulator`` (raritan-px-modbus, 48 ou
 - ``mbpoll -m tcp -a 1 -r 1 -c 125 -t 4 -1`` in a loop (a process per read; CPU from wait4);
 - ``mbpoll ... -l 11`` polling continuously on one connection (CPU from wait4 after SIGINT);
 - plain pymodbus ``read_holding_registers(0, count=125)`` in a loop (no decoding);
-- rackpulse ``ModbusDriver`` with an inline map of the same 125 registers (decode + normalize);
+- rackpulse ``ModbusDriver`` with an inline map of the same 125 registers (decode + normalize),
+  with ``engine: fast`` (the default on TCP) and ``engine: pymodbus``;
 - rackpulse ``ModbusDriver`` polling the whole raritan-px-modbus profile from the simulator,
-  with requests per poll against the fewest requests the 125-register limit allows.
+  with requests per poll against the fewest requests the 125-register limit allows: engine
+  pymodbus, engine fast one request at a time (the default), and engine fast with ``pipeline``
+  8 and 16 requests in flight;
+- the same fast-engine polls against ``bench.sims``' light responder (same register layout),
+  which answers every request that arrives in one read with one write, as a quick device would;
+  the pymodbus server behind the simulator writes each answer on its own.
 
 Python rows are subprocesses reporting getrusage deltas around the measured polls (start-up and
 imports excluded). Usage::
@@ -47,8 +53,9 @@ async def _serve(outlets: int) -> None:
                                            datatype=DataType.REGISTERS)])
     server = ModbusTcpServer([dev], address=("127.0.0.1", generic_port))
     task = asyncio.create_task(server.serve_forever())
-    ports: dict[str, Any] = {"generic": generic_port, "pdu": None, "pdu_error": None}
+    ports: dict[str, Any] = {"generic": generic_port, "pdu": None, "pdu_error": None, "light": None}
     sim: Any = None
+    light: Any = None
     try:
         from drivers.modbus.simulator import ModbusPduSimulator
 
@@ -57,6 +64,14 @@ async def _serve(outlets: int) -> None:
         ports["pdu"] = await sim.start()
     except Exception as e:  # the simulator may not exist yet; the generic rows still run
         ports["pdu_error"] = f"{type(e).__name__}: {e}"
+    try:
+        from bench.sims import _Image, _LightModbus
+
+        image = _Image(outlets)
+        light = await asyncio.get_running_loop().create_server(lambda: _LightModbus(image), "127.0.0.1", 0)
+        ports["light"] = int(light.sockets[0].getsockname()[1])
+    except Exception as e:
+        ports["light_error"] = f"{type(e).__name__}: {e}"
     lib.wait_tcp(generic_port)
     print(json.dumps(ports), flush=True)
     stop = asyncio.Event()
@@ -64,6 +79,8 @@ async def _serve(outlets: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if light is not None:
+        light.close()
     if sim is not None:
         await sim.stop()
     await server.shutdown()
@@ -169,7 +186,7 @@ def _registers_per_poll(drv: Any) -> tuple[int, int, int]:
 
 async def _driver_worker(a: argparse.Namespace) -> dict[str, Any]:
     dev: dict[str, Any] = {"name": "pdu-bench", "driver": "modbus", "host": "127.0.0.1", "port": a.port,
-                           "unit_id": 1}
+                           "unit_id": 1, "engine": a.engine, "pipeline": a.pipeline}
     if a.map == "inline":
         dev["registers"] = [{"name": "reg", "address": 0, "type": "uint16", "metric": "outlet_current_amperes",
                              "scale": 0.001, "labels": {"outlet": "{n}"}, "repeat": {"count": N_REGS, "stride": 1}}]
@@ -184,7 +201,7 @@ async def _driver_worker(a: argparse.Namespace) -> dict[str, Any]:
         await drv.poll()
     out = {"cpu": lib.self_cpu() - c0, "wall": time.perf_counter() - t0, "polls": a.polls,
            "registers": regs, "bits": bits, "requests": res.requests, "minimal_requests": minimal,
-           "readings": len(res.readings)}
+           "readings": len(res.readings), "engine": a.engine, "pipeline": a.pipeline}
     await drv.close()
     return out
 
@@ -213,15 +230,27 @@ def inner_main(a: argparse.Namespace) -> int:
         print("pymodbus ...", flush=True)
         rows["plain pymodbus read_holding_registers"] = lib.run_json_worker(
             [*wk, "--worker", "pymodbus", "--port", str(gp)], cpus=client_cpu)
-        for label, port, m in (("rackpulse ModbusDriver, inline 125 x uint16", gp, "inline"),
-                               (f"rackpulse ModbusDriver, raritan-px-modbus {a.outlets} outlets", ports["pdu"],
-                                "profile")):
+        pdu = f"raritan-px-modbus {a.outlets} outlets"
+        drivers: list[tuple[str, Any, str, str, int]] = [
+            ("rackpulse ModbusDriver, inline 125 x uint16, engine fast", gp, "inline", "fast", 1),
+            ("rackpulse ModbusDriver, inline 125 x uint16, engine pymodbus", gp, "inline", "pymodbus", 1),
+            (f"rackpulse ModbusDriver, {pdu}, engine pymodbus", ports["pdu"], "profile", "pymodbus", 1),
+            (f"rackpulse ModbusDriver, {pdu}, engine fast, pipeline 1", ports["pdu"], "profile", "fast", 1),
+            (f"rackpulse ModbusDriver, {pdu}, engine fast, pipeline 8", ports["pdu"], "profile", "fast", 8),
+            (f"rackpulse ModbusDriver, {pdu}, engine fast, pipeline 16", ports["pdu"], "profile", "fast", 16),
+            (f"rackpulse ModbusDriver, {pdu} (light responder), engine fast, pipeline 1", ports["light"],
+             "profile", "fast", 1),
+            (f"rackpulse ModbusDriver, {pdu} (light responder), engine fast, pipeline 16", ports["light"],
+             "profile", "fast", 16),
+        ]
+        for label, port, m, engine, pipeline in drivers:
             print(f"{label} ...", flush=True)
             if port is None:
-                rows[label] = {"error": f"simulator unavailable: {ports.get('pdu_error')}"}
+                rows[label] = {"error": f"server unavailable: {ports.get('pdu_error') or ports.get('light_error')}"}
                 continue
             try:
-                rows[label] = lib.run_json_worker([*wk, "--worker", "driver", "--port", str(port), "--map", m],
+                rows[label] = lib.run_json_worker([*wk, "--worker", "driver", "--port", str(port), "--map", m,
+                                                   "--engine", engine, "--pipeline", str(pipeline)],
                                                   cpus=client_cpu)
             except Exception as e:
                 rows[label] = {"error": str(e)[-1500:]}
@@ -262,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=["pymodbus", "driver"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--map", default="profile", help=argparse.SUPPRESS)
+    p.add_argument("--engine", default="fast", choices=["fast", "pymodbus"], help=argparse.SUPPRESS)
+    p.add_argument("--pipeline", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.serve:
         asyncio.run(_serve(a.outlets))
