@@ -3,12 +3,13 @@
 It exists for CPU: pymodbus's client spends ~60-70 µs of CPU per request in its transaction
 layer, and a 48-outlet Raritan PDU needs 50 small requests per poll (its outlet blocks lie 256
 registers apart), so the transport, not the decoding, dominated a poll. This module does only
-what the driver needs, with no per-request objects beyond one small frame: MBAP framing on one
-TCP connection, the read function codes 1-4 (it contains no code that could build a write
-request), transaction-id matching, optional pipelining of several requests, exception responses,
-per-request timeouts, an immediate error when the device drops the connection, and a clear
-:class:`FrameError` for a malformed frame. pymodbus remains the reference implementation
-(``engine: pymodbus``) and the only engine for RTU, RTU-over-TCP and serial lines.
+what the driver needs, with each request framed once (a poll stamps a 2-byte transaction id on
+it): MBAP framing on one TCP connection, the read function codes 1-4 (it contains no code that
+could build a write request), transaction-id matching, optional pipelining of several requests
+in flight at once (where most of the saving lies), exception responses, per-request timeouts,
+an immediate error when the device drops the connection, and a clear :class:`FrameError` for a
+malformed frame. pymodbus remains the reference implementation (``engine: pymodbus``) and the
+only engine for RTU, RTU-over-TCP and serial lines.
 """
 
 from __future__ import annotations
@@ -195,9 +196,9 @@ class _Protocol(asyncio.Protocol):
                 answers[tid] = frame
             elif tid in self.abandoned:
                 self.abandoned.discard(tid)
-            elif tid == 0 and self._single_outstanding() is not None:
+            elif tid == 0 and (only := self._single_outstanding()) is not None:
                 # pymodbus, the reference, takes a zero transaction id as the answer to its one request
-                answers[self._single_outstanding()] = frame  # type: ignore[index]
+                answers[only] = frame
             else:
                 what = "a second answer for" if tid in answers else "an answer for unknown"
                 self.fail(FrameError(f"device sent {what} transaction id {tid} (stray or mismatched frame)"))
