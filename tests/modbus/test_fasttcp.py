@@ -69,9 +69,11 @@ class RawDevice:
     were in flight at once (received, not yet answered); answers go out ``delay`` s later.
     """
 
-    def __init__(self, script: Script | None = None, delay: float = 0.0) -> None:
+    def __init__(self, script: Script | None = None, delay: float = 0.0, first_frame_only: bool = False) -> None:
         self.script: Script = script or (lambda i, tid, unit, fc, a, c: zero_answer(tid, unit, fc, c))
         self.delay = delay
+        # like pymodbus's server: handle only the first frame of each read, keep the rest buffered
+        self.first_frame_only = first_frame_only
         self.requests: list[tuple[int, int, int, int, int]] = []  # tid, unit, fc, address, count
         self.connections = 0
         self.in_flight = 0
@@ -104,6 +106,8 @@ class RawDevice:
                     dev.max_in_flight = max(dev.max_in_flight, dev.in_flight)
                     out = dev.script(len(dev.requests) - 1, tid, unit, fc, addr, count)
                     asyncio.get_running_loop().call_later(dev.delay, self.answer, out)
+                    if dev.first_frame_only:
+                        break
                 self.buf = buf
 
             def answer(self, out: bytes) -> None:
@@ -134,8 +138,8 @@ async def raw_device() -> AsyncIterator[Callable[..., RawDevice]]:
     """Factory for scripted devices (already listening), stopped after the test."""
     made: list[RawDevice] = []
 
-    def factory(script: Script | None = None, delay: float = 0.0) -> RawDevice:
-        d = RawDevice(script, delay)
+    def factory(script: Script | None = None, delay: float = 0.0, first_frame_only: bool = False) -> RawDevice:
+        d = RawDevice(script, delay, first_frame_only)
         made.append(d)
         return d
 
@@ -200,6 +204,17 @@ async def test_pipelining_overlaps_the_device_latency(pdu: ModbusPduSimulator, d
     took = time.monotonic() - t0
     assert by_key(res.readings) == pdu.truth()
     assert took < 50 * 0.010 / 2, f"{took:.3f}s: requests did not overlap"
+
+
+async def test_device_handling_one_transaction_at_a_time(raw_device: Callable[..., RawDevice],
+                                                       drivers: Drivers) -> None:
+    """Why pipeline is opt-in: such a device leaves pipelined requests unanswered; the poll times out."""
+    dev = await started(raw_device(first_frame_only=True))
+    assert (await drivers(dev.port).poll()).requests == 50  # pipeline 1: fine
+    with pytest.raises(DeviceError) as ei:
+        await drivers(dev.port, pipeline=4, timeout=0.3).poll()
+    assert ei.value.reason == "timeout"
+    assert str(ei.value).endswith("no response within 0.3s")
 
 
 # -- failures ----------------------------------------------------------------------------------------
