@@ -206,8 +206,9 @@ def _shared_plan(fields: tuple[FieldDef, ...], max_registers: int, max_gap: int)
 _FAST_JOBS: dict[tuple[tuple[FieldDef, ...], int, int, int], tuple[_FastJob, ...]] = {}
 
 
-def _shared_fast_jobs(fields: tuple[FieldDef, ...], max_registers: int, max_gap: int, unit_id: int) -> tuple[
-        _FastJob, ...]:
+def _shared_fast_jobs(
+    fields: tuple[FieldDef, ...], max_registers: int, max_gap: int, unit_id: int
+) -> tuple[_FastJob, ...]:
     key = (fields, max_registers, max_gap, unit_id)
     jobs = _FAST_JOBS.get(key)
     if jobs is None:
@@ -334,8 +335,11 @@ class ModbusDriver(Driver):
         requests = 0
         if self._info is None:
             requests += await self._read_info(self._fast_info_read)
+        assert self._info is not None
         jobs = self._fast_jobs
         n = len(jobs)
+        if not n:
+            return PollResult(readings=[], info=self._info, requests=requests)
         window = self.config.pipeline
         device = self.config.name
         readings: list[Reading] = []
@@ -366,7 +370,6 @@ class ModbusDriver(Driver):
             client.close()
             self._info = None
             raise
-        assert self._info is not None
         return PollResult(readings=readings, info=self._info, requests=requests + n)
 
     async def _fast_info_read(self, read: PlannedRead) -> bytes | list[bool]:
