@@ -1,9 +1,9 @@
 """A guard on the driver's CPU cost per poll, measured with the simulator in another process.
 
-On the 2-core dev box a 48-outlet Xerus poll (50 reads, 940 registers) costs ~3 ms of client CPU,
-~3-3.9 ms per 1k registers, where mbpoll needs ~5.5 ms per 1k registers for the same 18-register
-reads. The bound here is loose, to catch regressions such as a per-register Python path, not
-to benchmark.
+On the 2-core dev box a 48-outlet Xerus poll (50 reads, 940 registers) costs ~2 ms of client CPU
+with the fast engine one request at a time (see docs/benchmarks.md for the measured figures).
+The bound here is loose, to catch regressions such as a per-register Python path, not to
+benchmark.
 """
 
 from __future__ import annotations
