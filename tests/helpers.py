@@ -35,6 +35,17 @@ def require_binary(name: str) -> str:
     return path
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM a server the test started, SIGKILL it if it lingers, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes, Any]:
     """(status, body, headers) of a GET, without raising on HTTP errors."""
     req = urllib.request.Request(url, headers=headers or {})

@@ -20,7 +20,7 @@ from typing import Any
 from drivers.snmp import fastcodec as fc
 from drivers.snmp import wire
 from drivers.snmp.wire import Oid, VarBind, format_oid, parse_oid
-from tests.helpers import free_udp_port, require_binary
+from tests.helpers import free_udp_port, require_binary, stop_process
 
 COMMUNITY = "fastpath"
 # name -> (auth protocol, auth key, priv protocol, priv key), with snmpd's spelling derived below.
@@ -101,12 +101,7 @@ def running_snmpd(tmp: Path) -> Iterator[Snmpd]:
             assert time.monotonic() < deadline, "snmpd did not answer within 10 s"
         yield Snmpd(port, log, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 5)
 
 
 _LINE = re.compile(r"^(\.[0-9.]+) = (.*)$")

@@ -20,7 +20,7 @@ from drivers.snmp.config import SnmpDeviceConfig
 from drivers.snmp.driver import SnmpDriver
 from drivers.snmp.pysnmp_wire import close_shared_engines
 from drivers.snmp.simulator import SimV3User, SnmpSimulator
-from tests.helpers import free_udp_port, require_binary
+from tests.helpers import free_udp_port, require_binary, stop_process
 
 V3 = SimV3User(user="simuser", auth_protocol="SHA", auth_key="auth-secret-1", priv_protocol="AES",
                priv_key="priv-secret-1")
@@ -149,10 +149,5 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
                 time.sleep(0.1)
         yield agent
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
         log.close()
